@@ -1,0 +1,61 @@
+"""Database work for a live call, called from the media consumer through
+`database_sync_to_async`: once at connect, once per turn, once at the end."""
+
+from django.db import transaction
+from django.utils import timezone
+
+from calls.bridge import SaveTurn
+from calls.models import Call, Turn
+from calls.outcomes import FAULT_REASONS, USAGE_FIELDS
+from voiceagents.realtime import AgentConfig
+
+
+def claim_stream(call_sid: str) -> tuple[int, AgentConfig] | None:
+    """Mark the call's stream as connected, once: a token can open one stream only.
+
+    Returns the call's primary key and its agent, or None if the call is unknown, has
+    no agent, or already had its stream.
+    """
+    claimed = Call.objects.filter(
+        sid=call_sid, stream_connected_at__isnull=True, ended_at__isnull=True
+    ).update(stream_connected_at=timezone.now(), status=Call.Status.IN_PROGRESS)
+    if not claimed:
+        return None
+    call = Call.objects.select_related("agent").get(sid=call_sid)
+    if call.agent is None:
+        return None
+    return call.pk, AgentConfig.from_agent(call.agent)
+
+
+def mark_answered(call_pk: int, stream_sid: str) -> None:
+    Call.objects.filter(pk=call_pk).update(stream_sid=stream_sid, answered_at=timezone.now())
+
+
+def save_turn(call_pk: int, turn: SaveTurn) -> None:
+    Turn.objects.create(
+        call_id=call_pk,
+        speaker=turn.speaker,
+        text=turn.text,
+        started_ms=max(turn.started_ms, 0),
+        interrupted=turn.interrupted,
+        item_id=turn.item_id,
+    )
+
+
+def finalize_call(
+    call_pk: int, reason: str, error_code: str, error_message: str, usage: dict[str, int]
+) -> None:
+    with transaction.atomic():
+        call = Call.objects.select_for_update().get(pk=call_pk)
+        if call.ended_at is not None:
+            return
+        call.ended_at = timezone.now()
+        since = call.answered_at or call.stream_connected_at or call.started_at
+        call.duration_s = round((call.ended_at - since).total_seconds(), 3)
+        call.completion_reason = reason
+        call.error_code = error_code[:100]
+        call.error_message = error_message
+        call.status = Call.Status.FAILED if reason in FAULT_REASONS else Call.Status.COMPLETED
+        for name in USAGE_FIELDS:
+            setattr(call, name, getattr(call, name) + usage.get(name, 0))
+        call.save()

@@ -1,0 +1,221 @@
+"""The Twilio media-stream WebSocket: moves frames between Twilio, the call bridge and the
+OpenAI Realtime socket. All decisions are the bridge's; this module only does I/O."""
+
+import asyncio
+import contextlib
+import logging
+
+import httpx
+import websockets
+from channels.consumer import AsyncConsumer
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from django.conf import settings
+from websockets.asyncio.client import ClientConnection
+
+from calls import call_records
+from calls.bridge import (
+    Action,
+    CallBridge,
+    EndCall,
+    RunTool,
+    SaveTurn,
+    SendOpenAI,
+    SendTwilio,
+    StreamStarted,
+)
+from calls.outcomes import CompletionReason
+from calls.stream_tokens import read_stream_token
+from voiceagents import realtime
+from voiceagents.tools import run_http_tool
+
+log = logging.getLogger(__name__)
+
+# Frames queued for OpenAI while its socket is still opening (50 a second of audio).
+MAX_OPENAI_BACKLOG = 1500
+OPENAI_CLOSE_TIMEOUT_S = 2.0
+
+
+class MediaStreamConsumer(AsyncConsumer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bridge: CallBridge | None = None
+        self.call_pk: int | None = None
+        self.openai: ClientConnection | None = None
+        self.openai_backlog: list[str] = []
+        self.openai_task: asyncio.Task | None = None
+        self.end_task: asyncio.Task | None = None
+        self.background: set[asyncio.Task] = set()
+        self.db_writes: list[asyncio.Task] = []
+        self.twilio_open = False
+        self.http: httpx.AsyncClient | None = None
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels would hop to a thread to close stale DB connections before every
+        # message, i.e. every 20 ms frame. This consumer reaches the database only through
+        # database_sync_to_async, which does that itself, so the hop is skipped.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    # --- Twilio socket ------------------------------------------------------------------
+    async def websocket_connect(self, message: dict) -> None:
+        token = self.scope["url_route"]["kwargs"]["token"]
+        call_sid = read_stream_token(token)
+        claimed = (
+            await database_sync_to_async(call_records.claim_stream)(call_sid) if call_sid else None
+        )
+        if claimed is None:
+            # Closing before accepting answers the handshake with 403: no OpenAI session
+            # is ever opened for a socket that has not proven which call it belongs to.
+            log.warning(
+                "refused media stream: token %s",
+                "unknown call or reused" if call_sid else "invalid or expired",
+            )
+            await self.send({"type": "websocket.close", "code": 4403})
+            return
+        self.call_pk, agent = claimed
+        self.bridge = CallBridge(call_sid, agent, stream_token=token)
+        await self.send({"type": "websocket.accept"})
+        self.twilio_open = True
+        # Open the Realtime session now, while Twilio is still sending `connected` and
+        # `start`, so the greeting is not delayed by the OpenAI handshake.
+        self.openai_task = asyncio.create_task(self._run_openai(agent))
+
+    async def websocket_receive(self, message: dict) -> None:
+        if self.bridge is None:
+            return
+        raw = message.get("text") or message.get("bytes")
+        if raw is None:
+            return
+        await self._guarded(self.bridge.on_twilio_text, raw)
+
+    async def websocket_disconnect(self, message: dict) -> None:
+        self.twilio_open = False
+        if self.bridge is not None:
+            await self._guarded(self.bridge.on_twilio_closed)
+            if self.end_task is not None:
+                await asyncio.shield(self.end_task)
+        raise StopConsumer
+
+    # --- OpenAI socket ------------------------------------------------------------------
+    async def _run_openai(self, agent: realtime.AgentConfig) -> None:
+        assert self.bridge is not None
+        try:
+            ws = await realtime.connect(
+                settings.OPENAI_BASE_URL,
+                settings.OPENAI_API_KEY,
+                agent.model,
+                settings.OPENAI_CONNECT_TIMEOUT_S,
+            )
+        except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
+            log.error("call %s: OpenAI connection failed: %s", self.bridge.call_sid, exc)
+            await self._perform(self.bridge.on_openai_connect_failed(str(exc)))
+            return
+        try:
+            # session.update first, then whatever Twilio sent meanwhile, in order.
+            for action in self.bridge.on_openai_connected():
+                await ws.send(action.text)
+            while self.openai_backlog:
+                batch, self.openai_backlog = self.openai_backlog, []
+                for text in batch:
+                    await ws.send(text)
+            self.openai = ws
+            async for raw in ws:
+                await self._perform(self.bridge.on_openai_text(raw))
+            detail = f"closed by OpenAI ({ws.close_code} {ws.close_reason})"
+        except websockets.ConnectionClosed as exc:
+            detail = f"connection lost ({exc})"
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("call %s: bridge failed on an OpenAI event", self.bridge.call_sid)
+            await self._perform([EndCall(CompletionReason.SERVER_ERROR, "bridge_exception")])
+            return
+        if not self.bridge.ended:
+            log.error("call %s: OpenAI socket %s", self.bridge.call_sid, detail)
+            await self._perform(self.bridge.on_openai_closed(detail))
+
+    # --- Carrying out the bridge's actions ----------------------------------------------
+    async def _guarded(self, step, *args) -> None:
+        """Run one bridge step; a bug in it ends this call cleanly and no other."""
+        try:
+            await self._perform(step(*args))
+        except Exception:
+            log.exception("call %s: bridge failed", self.bridge.call_sid if self.bridge else "-")
+            if self.bridge is not None and not self.bridge.ended:
+                self.bridge.ended = True
+                await self._perform([EndCall(CompletionReason.SERVER_ERROR, "bridge_exception")])
+
+    async def _perform(self, actions: list[Action]) -> None:
+        for action in actions:
+            if type(action) is SendOpenAI:
+                await self._send_openai(action.text)
+            elif type(action) is SendTwilio:
+                if self.twilio_open:
+                    await self.send({"type": "websocket.send", "text": action.text})
+            elif type(action) is SaveTurn:
+                self._write(call_records.save_turn, self.call_pk, action)
+            elif type(action) is StreamStarted:
+                self._write(call_records.mark_answered, self.call_pk, action.stream_sid)
+            elif type(action) is RunTool:
+                self._spawn(self._run_tool(action))
+            elif type(action) is EndCall and self.end_task is None:
+                self.end_task = asyncio.create_task(self._end_call(action))
+
+    async def _send_openai(self, text: str) -> None:
+        if self.openai is None:
+            if len(self.openai_backlog) < MAX_OPENAI_BACKLOG:
+                self.openai_backlog.append(text)
+            return
+        # On a closed socket the reader task sees the close and ends the call with the reason.
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await self.openai.send(text)
+
+    def _write(self, func, *args) -> None:
+        task = asyncio.create_task(database_sync_to_async(func)(*args))
+        self.db_writes.append(task)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _run_tool(self, action: RunTool) -> None:
+        assert self.bridge is not None
+        if self.http is None:
+            self.http = httpx.AsyncClient(timeout=settings.HTTP_TOOL_TIMEOUT_S)
+        output = await run_http_tool(
+            self.http, action.url, action.name, action.arguments, self.bridge.call_sid
+        )
+        await self._guarded(self.bridge.on_tool_result, action.call_id, output)
+
+    async def _end_call(self, end: EndCall) -> None:
+        """Close OpenAI, keep every turn, finalise the call, then close Twilio's socket.
+        The call row is final before Twilio asks /twilio/stream-ended what to play."""
+        bridge = self.bridge
+        assert bridge is not None and self.call_pk is not None
+        bridge.ended = True
+        log.info("call %s ending: %s %s", bridge.call_sid, end.reason, end.error_code)
+        if self.openai_task is not None and self.openai_task is not asyncio.current_task():
+            self.openai_task.cancel()
+        if self.openai is not None:
+            # The socket is going away either way; a slow or failed close changes nothing.
+            with contextlib.suppress(TimeoutError, websockets.ConnectionClosed, OSError):
+                await asyncio.wait_for(self.openai.close(), OPENAI_CLOSE_TIMEOUT_S)
+        for task in self.background:
+            task.cancel()
+        for turn in bridge.finish():
+            self._write(call_records.save_turn, self.call_pk, turn)
+        for result in await asyncio.gather(*self.db_writes, return_exceptions=True):
+            if isinstance(result, BaseException):
+                log.error("call %s: a turn could not be saved: %r", bridge.call_sid, result)
+        await database_sync_to_async(call_records.finalize_call)(
+            self.call_pk, end.reason, end.error_code, end.error_message, bridge.usage
+        )
+        if self.http is not None:
+            await self.http.aclose()
+        if self.twilio_open:
+            self.twilio_open = False
+            await self.send({"type": "websocket.close", "code": 1000})

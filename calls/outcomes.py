@@ -1,0 +1,34 @@
+"""How calls end and what they cost: plain values shared by the bridge and the models
+(importable without Django's app registry, so the bridge stays a pure module)."""
+
+from django.db.models import TextChoices
+
+
+class CompletionReason(TextChoices):
+    NORMAL = "normal", "Normal (stream closed)"
+    CALLER_HANGUP = "caller_hangup", "Caller hung up"
+    AGENT_HANGUP = "agent_hangup", "Agent hung up"
+    OPENAI_CONNECTION_FAILED = "openai_connection_failed", "OpenAI connection failure"
+    OPENAI_ERROR = "openai_error", "OpenAI error"
+    SERVER_ERROR = "server_error", "Server error"
+
+
+FAULT_REASONS = frozenset(
+    {
+        CompletionReason.OPENAI_CONNECTION_FAILED,
+        CompletionReason.OPENAI_ERROR,
+        CompletionReason.SERVER_ERROR,
+    }
+)
+
+# Token counters summed from every `response.done` of a call.
+USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "input_text_tokens",
+    "input_audio_tokens",
+    "cached_tokens",
+    "output_text_tokens",
+    "output_audio_tokens",
+)

@@ -1,0 +1,76 @@
+"""Entry points Twilio calls over HTTP (all signature-checked)."""
+
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
+from calls.models import Call, PhoneNumber
+from calls.stream_tokens import make_stream_token
+from calls.twilio_signature import twilio_signature_required
+
+log = logging.getLogger(__name__)
+
+
+def twiml(response: VoiceResponse) -> HttpResponse:
+    return HttpResponse(str(response), content_type="text/xml")
+
+
+def stream_url(token: str) -> str:
+    base = settings.PUBLIC_BASE_URL.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+    return f"{base}/twilio/stream/{token}"
+
+
+@csrf_exempt
+@require_POST
+@twilio_signature_required
+def incoming_call(request: HttpRequest) -> HttpResponse:
+    """A call arrives: answer with a bidirectional media stream to the number's agent."""
+    call_sid = request.POST.get("CallSid", "")
+    to_number = request.POST.get("To", "")
+    if not call_sid:
+        return HttpResponse("CallSid is required", status=400)
+    phone = PhoneNumber.objects.select_related("agent").filter(number=to_number).first()
+    response = VoiceResponse()
+    if phone is None:
+        log.warning("call %s to unknown number %s: declined", call_sid, to_number)
+        response.say(settings.UNKNOWN_NUMBER_TEXT)
+        response.hangup()
+        return twiml(response)
+
+    # Twilio retries a webhook that timed out: the same CallSid must not make two calls.
+    Call.objects.get_or_create(
+        sid=call_sid,
+        defaults={
+            "account_sid": request.POST.get("AccountSid", ""),
+            "direction": request.POST.get("Direction", "inbound"),
+            "from_number": request.POST.get("From", ""),
+            "to_number": to_number,
+            "agent": phone.agent,
+        },
+    )
+    token = make_stream_token(call_sid)
+    connect = Connect(action=settings.PUBLIC_BASE_URL + "/twilio/stream-ended")
+    stream = connect.stream(url=stream_url(token))
+    stream.parameter(name="token", value=token)
+    response.append(connect)
+    log.info(
+        "call %s from %s answered by agent %s", call_sid, request.POST.get("From"), phone.agent
+    )
+    return twiml(response)
+
+
+@csrf_exempt
+@require_POST
+@twilio_signature_required
+def stream_ended(request: HttpRequest) -> HttpResponse:
+    """Twilio asks what to do once our media stream closed: apologise if it was our fault."""
+    call = Call.objects.filter(sid=request.POST.get("CallSid", "")).first()
+    response = VoiceResponse()
+    if call is not None and call.ended_with_fault:
+        response.say(settings.APOLOGY_TEXT)
+    response.hangup()
+    return twiml(response)

@@ -1,0 +1,53 @@
+from django.contrib import admin, messages
+
+from voiceagents.models import Agent, ApiToken, Tool
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    list_display = ["name", "model", "voice", "turn_detection", "interrupt_response", "updated_at"]
+    search_fields = ["name", "instructions"]
+    filter_horizontal = ["tools"]
+    fieldsets = [
+        (None, {"fields": ["name", "model", "voice", "speed"]}),
+        ("What it says", {"fields": ["instructions", "greeting"]}),
+        (
+            "Turn taking",
+            {
+                "fields": [
+                    "turn_detection",
+                    "interrupt_response",
+                    "vad_threshold",
+                    "vad_prefix_padding_ms",
+                    "vad_silence_duration_ms",
+                    "semantic_eagerness",
+                ],
+                "description": "Threshold, padding and silence apply to server VAD; "
+                "eagerness applies to semantic VAD.",
+            },
+        ),
+        ("Audio", {"fields": ["noise_reduction", "input_transcription_model"]}),
+        ("Tools", {"fields": ["tools"]}),
+    ]
+
+
+@admin.register(Tool)
+class ToolAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "url"]
+    search_fields = ["name", "description"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["name", "prefix", "is_active", "created_at", "last_used_at"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    fields = ["name", "is_active", "prefix", "created_at", "last_used_at"]
+
+    def save_model(self, request, obj, form, change):
+        raw = None if change else obj.issue()
+        super().save_model(request, obj, form, change)
+        if raw:
+            # The only time the secret is shown: only its hash is stored.
+            messages.warning(
+                request, f"API token for {obj.name}: {raw} — copy it now, it is not shown again."
+            )

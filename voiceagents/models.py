@@ -1,0 +1,190 @@
+"""The Agent/Tool domain: what staff configure in the dashboard."""
+
+import hashlib
+import re
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+class RealtimeModel(models.TextChoices):
+    GPT_REALTIME_1_5 = "gpt-realtime-1.5", "gpt-realtime-1.5"
+    GPT_REALTIME = "gpt-realtime", "gpt-realtime"
+    GPT_REALTIME_MINI = "gpt-realtime-mini", "gpt-realtime-mini"
+
+
+class Voice(models.TextChoices):
+    # marin and cedar first: OpenAI recommends them for quality.
+    MARIN = "marin", "Marin (recommended)"
+    CEDAR = "cedar", "Cedar (recommended)"
+    ALLOY = "alloy", "Alloy"
+    ASH = "ash", "Ash"
+    BALLAD = "ballad", "Ballad"
+    CORAL = "coral", "Coral"
+    ECHO = "echo", "Echo"
+    SAGE = "sage", "Sage"
+    SHIMMER = "shimmer", "Shimmer"
+    VERSE = "verse", "Verse"
+
+
+class TurnDetection(models.TextChoices):
+    SERVER_VAD = "server_vad", "Server VAD (silence based)"
+    SEMANTIC_VAD = "semantic_vad", "Semantic VAD (model decides when you are done)"
+
+
+class Eagerness(models.TextChoices):
+    AUTO = "auto", "Auto"
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+
+
+class NoiseReduction(models.TextChoices):
+    OFF = "", "Off"
+    NEAR_FIELD = "near_field", "Near field (handsets, headsets)"
+    FAR_FIELD = "far_field", "Far field (speakerphones)"
+
+
+class TranscriptionModel(models.TextChoices):
+    OFF = "", "Off"
+    GPT_4O_TRANSCRIBE = "gpt-4o-transcribe", "gpt-4o-transcribe"
+    GPT_4O_MINI_TRANSCRIBE = "gpt-4o-mini-transcribe", "gpt-4o-mini-transcribe"
+    WHISPER_1 = "whisper-1", "whisper-1"
+
+
+TOOL_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+class Tool(models.Model):
+    """A function the agent may call during a conversation."""
+
+    class Kind(models.TextChoices):
+        END_CALL = "end_call", "Built-in: end the call after saying goodbye"
+        HTTP = "http", "HTTP: POST the arguments as JSON to a URL, reply with its body"
+
+    name = models.CharField(max_length=64, unique=True, help_text="Function name the model sees.")
+    description = models.TextField(help_text="Tells the model when and how to use the tool.")
+    parameters = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='JSON Schema of the arguments, e.g. {"type": "object", "properties": {}}.',
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.HTTP)
+    url = models.URLField(blank=True, help_text="For HTTP tools: where the arguments are POSTed.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        errors = {}
+        if not TOOL_NAME_PATTERN.match(self.name or ""):
+            errors["name"] = "Use 1-64 letters, digits, underscores or dashes."
+        if not self.parameters:
+            self.parameters = {"type": "object", "properties": {}}
+        if not isinstance(self.parameters, dict) or self.parameters.get("type") != "object":
+            errors["parameters"] = 'The schema must be an object with "type": "object".'
+        if self.kind == self.Kind.HTTP and not self.url:
+            errors["url"] = "An HTTP tool needs a URL."
+        if errors:
+            raise ValidationError(errors)
+
+    def realtime_definition(self) -> dict:
+        return {
+            "type": "function",
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters or {"type": "object", "properties": {}},
+        }
+
+
+class Agent(models.Model):
+    """A configured phone agent: model, voice, prompt, turn taking and tools."""
+
+    name = models.CharField(max_length=100)
+    model = models.CharField(
+        max_length=40, choices=RealtimeModel.choices, default=RealtimeModel.GPT_REALTIME_1_5
+    )
+    voice = models.CharField(max_length=20, choices=Voice.choices, default=Voice.MARIN)
+    instructions = models.TextField(
+        blank=True, help_text="The system prompt: who the agent is and how it behaves."
+    )
+    greeting = models.TextField(
+        blank=True,
+        help_text="What the agent says first when it picks up. Empty: it greets in its own words.",
+    )
+    turn_detection = models.CharField(
+        max_length=20, choices=TurnDetection.choices, default=TurnDetection.SERVER_VAD
+    )
+    vad_threshold = models.FloatField(
+        default=0.5,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Server VAD: higher needs louder speech.",
+    )
+    vad_prefix_padding_ms = models.PositiveIntegerField(
+        default=300, validators=[MaxValueValidator(5000)]
+    )
+    vad_silence_duration_ms = models.PositiveIntegerField(
+        default=500, validators=[MinValueValidator(100), MaxValueValidator(10000)]
+    )
+    semantic_eagerness = models.CharField(
+        max_length=10, choices=Eagerness.choices, default=Eagerness.AUTO
+    )
+    interrupt_response = models.BooleanField(
+        default=True, help_text="Let callers interrupt the agent by speaking (barge-in)."
+    )
+    noise_reduction = models.CharField(
+        max_length=12, choices=NoiseReduction.choices, default=NoiseReduction.NEAR_FIELD, blank=True
+    )
+    input_transcription_model = models.CharField(
+        max_length=40,
+        choices=TranscriptionModel.choices,
+        default=TranscriptionModel.GPT_4O_TRANSCRIBE,
+        blank=True,
+        help_text="Transcribes the caller live; needed for caller turns in the live transcript.",
+    )
+    speed = models.FloatField(
+        default=1.0, validators=[MinValueValidator(0.25), MaxValueValidator(1.5)]
+    )
+    tools = models.ManyToManyField(Tool, blank=True, related_name="agents")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def hash_token(raw_token: str) -> str:
+    return hashlib.sha256(raw_token.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A bearer token for the read API. Only its hash is stored; staff see it once."""
+
+    name = models.CharField(max_length=100, help_text="Who or what uses this token.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=12, editable=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def issue(self) -> str:
+        """Give this token a new secret value and return it (the only time it is readable)."""
+        raw = "va_" + secrets.token_urlsafe(32)
+        self.token_hash = hash_token(raw)
+        self.prefix = raw[:10]
+        return raw
+
+    @classmethod
+    def find_active(cls, raw_token: str) -> "ApiToken | None":
+        return cls.objects.filter(token_hash=hash_token(raw_token), is_active=True).first()

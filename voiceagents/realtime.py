@@ -1,0 +1,154 @@
+"""OpenAI Realtime (GA) client side: the session configuration built from an Agent,
+the WebSocket URL, and the connection itself.
+
+The agent is copied into a plain `AgentConfig` once per call so the call bridge never
+touches the ORM on the hot path.
+"""
+
+from dataclasses import dataclass, field
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+# Phone audio is G.711 µ-law at 8 kHz: Twilio sends and plays it, and the Realtime API
+# takes and produces it, so audio passes through without being decoded.
+TELEPHONE_AUDIO_FORMAT = {"type": "audio/pcmu"}
+
+
+@dataclass(frozen=True)
+class ToolConfig:
+    name: str
+    kind: str  # voiceagents.models.Tool.Kind
+    definition: dict
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    name: str
+    model: str
+    voice: str
+    instructions: str
+    greeting: str
+    turn_detection: str
+    vad_threshold: float = 0.5
+    vad_prefix_padding_ms: int = 300
+    vad_silence_duration_ms: int = 500
+    semantic_eagerness: str = "auto"
+    interrupt_response: bool = True
+    noise_reduction: str = ""
+    input_transcription_model: str = ""
+    speed: float = 1.0
+    tools: tuple[ToolConfig, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_agent(cls, agent) -> "AgentConfig":
+        tools = tuple(
+            ToolConfig(name=t.name, kind=t.kind, definition=t.realtime_definition(), url=t.url)
+            for t in agent.tools.all()
+        )
+        return cls(
+            name=agent.name,
+            model=agent.model,
+            voice=agent.voice,
+            instructions=agent.instructions,
+            greeting=agent.greeting,
+            turn_detection=agent.turn_detection,
+            vad_threshold=agent.vad_threshold,
+            vad_prefix_padding_ms=agent.vad_prefix_padding_ms,
+            vad_silence_duration_ms=agent.vad_silence_duration_ms,
+            semantic_eagerness=agent.semantic_eagerness,
+            interrupt_response=agent.interrupt_response,
+            noise_reduction=agent.noise_reduction,
+            input_transcription_model=agent.input_transcription_model,
+            speed=agent.speed,
+            tools=tools,
+        )
+
+    def tool(self, name: str) -> ToolConfig | None:
+        return next((t for t in self.tools if t.name == name), None)
+
+
+def turn_detection_config(agent: AgentConfig) -> dict:
+    if agent.turn_detection == "semantic_vad":
+        return {
+            "type": "semantic_vad",
+            "eagerness": agent.semantic_eagerness,
+            "create_response": True,
+            "interrupt_response": agent.interrupt_response,
+        }
+    return {
+        "type": "server_vad",
+        "threshold": agent.vad_threshold,
+        "prefix_padding_ms": agent.vad_prefix_padding_ms,
+        "silence_duration_ms": agent.vad_silence_duration_ms,
+        "create_response": True,
+        "interrupt_response": agent.interrupt_response,
+    }
+
+
+def session_update_event(agent: AgentConfig) -> dict:
+    """The GA `session.update` that configures a phone session for this agent."""
+    audio_input: dict = {
+        "format": TELEPHONE_AUDIO_FORMAT,
+        "noise_reduction": {"type": agent.noise_reduction} if agent.noise_reduction else None,
+        "turn_detection": turn_detection_config(agent),
+    }
+    if agent.input_transcription_model:
+        audio_input["transcription"] = {"model": agent.input_transcription_model}
+    session: dict = {
+        "type": "realtime",
+        "model": agent.model,
+        "output_modalities": ["audio"],
+        "instructions": agent.instructions,
+        "audio": {
+            "input": audio_input,
+            "output": {
+                "format": TELEPHONE_AUDIO_FORMAT,
+                "voice": agent.voice,
+                "speed": agent.speed,
+            },
+        },
+    }
+    if agent.tools:
+        session["tools"] = [t.definition for t in agent.tools]
+        session["tool_choice"] = "auto"
+    return {"type": "session.update", "session": session}
+
+
+def greeting_event(agent: AgentConfig) -> dict:
+    """`response.create` that makes the agent speak first."""
+    if agent.greeting:
+        instructions = (
+            f"{agent.instructions}\n\nYou have just answered the phone. "
+            f"Greet the caller by saying exactly: {agent.greeting}"
+        ).strip()
+    else:
+        instructions = (
+            f"{agent.instructions}\n\nYou have just answered the phone. Greet the caller briefly."
+        ).strip()
+    return {"type": "response.create", "response": {"instructions": instructions}}
+
+
+def realtime_url(base_url: str, model: str) -> str:
+    """`https://host/v1` → `wss://host/v1/realtime?model=…` (http → ws for local fakes)."""
+    parts = urlsplit(base_url.rstrip("/"))
+    scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
+    return urlunsplit(
+        (scheme, parts.netloc, parts.path + "/realtime", urlencode({"model": model}), "")
+    )
+
+
+async def connect(base_url: str, api_key: str, model: str, open_timeout: float) -> ClientConnection:
+    return await websockets.connect(
+        realtime_url(base_url, model),
+        additional_headers={"Authorization": f"Bearer {api_key}"},
+        open_timeout=open_timeout,
+        # Audio deltas are small; a generous limit still guards against a runaway frame.
+        max_size=2**22,
+        # The OpenAI side keeps the session alive with its own traffic; our pings add load
+        # to every call for no benefit on loopback or a healthy link.
+        ping_interval=20,
+        compression=None,
+    )

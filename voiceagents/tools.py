@@ -1,0 +1,31 @@
+"""Running an agent's HTTP tool: POST the model's arguments, hand back the reply body."""
+
+import logging
+
+import httpx
+import orjson
+
+log = logging.getLogger(__name__)
+MAX_TOOL_OUTPUT_CHARS = 8000
+
+
+async def run_http_tool(
+    client: httpx.AsyncClient, url: str, name: str, arguments: str, call_sid: str
+) -> str:
+    """Always returns a string for the model: the body on success, a JSON error otherwise,
+    so the agent can tell the caller something went wrong instead of going silent."""
+    try:
+        args = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        return orjson.dumps({"error": "arguments were not valid JSON"}).decode()
+    try:
+        response = await client.post(
+            url, json={"tool": name, "call_sid": call_sid, "arguments": args}
+        )
+    except httpx.HTTPError as exc:
+        log.warning("call %s: tool %s failed: %r", call_sid, name, exc)
+        return orjson.dumps({"error": f"tool unavailable: {type(exc).__name__}"}).decode()
+    if response.is_error:
+        log.warning("call %s: tool %s answered HTTP %s", call_sid, name, response.status_code)
+        return orjson.dumps({"error": f"tool answered HTTP {response.status_code}"}).decode()
+    return response.text[:MAX_TOOL_OUTPUT_CHARS]
