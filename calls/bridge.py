@@ -141,7 +141,10 @@ class CallBridge:
         self.cancelled_responses: set[str] = set()
         self.caller_started_ms: dict[str, int] = {}
         self.tool_calls: dict[str, PendingToolCall] = {}
+        # Set by the end_call tool: hang up once a later response (the goodbye) has played.
         self.hangup_after_playback = False
+        self.hangup_requested_in: str | None = None
+        self.last_done_response_id: str | None = None
         self.usage: dict[str, int] = dict.fromkeys(USAGE_FIELDS, 0)
         self.malformed_twilio = 0
         self.malformed_openai = 0
@@ -366,6 +369,7 @@ class CallBridge:
             return actions + self.on_tool_result(call_id, _json({"error": f"unknown tool {name}"}))
         if tool.kind == "end_call":
             self.hangup_after_playback = True
+            self.hangup_requested_in = response_id
             return actions + self.on_tool_result(call_id, END_CALL_TOOL_OUTPUT)
         return [*actions, RunTool(call_id, name, event["arguments"], tool.url)]
 
@@ -397,6 +401,7 @@ class CallBridge:
         response = event["response"]
         if response.get("id") == self.response_id:
             self.response_id = None
+        self.last_done_response_id = response.get("id")
         self._add_usage(response.get("usage") or {})
         for item in self.items.values():
             if item.response_id == response.get("id"):
@@ -477,7 +482,12 @@ class CallBridge:
         return item
 
     def _agent_done_speaking(self) -> bool:
-        return self.response_id is None and not self.pending_marks
+        """True once the goodbye that followed end_call was generated and played."""
+        return (
+            self.response_id is None
+            and not self.pending_marks
+            and self.last_done_response_id != self.hangup_requested_in
+        )
 
     def _save_finished_items(self) -> list[Action]:
         """Save agent turns that are complete: generated in full and played (or cut)."""
