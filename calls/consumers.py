@@ -27,6 +27,7 @@ from calls.bridge import (
 from calls.outcomes import CompletionReason
 from calls.stream_tokens import read_stream_token
 from voiceagents import realtime
+from voiceagents.log_context import current_call_sid
 from voiceagents.tools import run_http_tool
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class MediaStreamConsumer(AsyncConsumer):
             await self.send({"type": "websocket.close", "code": 4403})
             return
         self.call_pk, agent = claimed
+        current_call_sid.set(call_sid)
         self.bridge = CallBridge(call_sid, agent, stream_token=token)
         await self.send({"type": "websocket.accept"})
         self.twilio_open = True

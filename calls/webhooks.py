@@ -11,6 +11,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 from calls.models import Call, PhoneNumber
 from calls.stream_tokens import make_stream_token
 from calls.twilio_signature import twilio_signature_required
+from voiceagents.log_context import current_call_sid
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ def incoming_call(request: HttpRequest) -> HttpResponse:
     to_number = request.POST.get("To", "")
     if not call_sid:
         return HttpResponse("CallSid is required", status=400)
+    current_call_sid.set(call_sid)
     phone = PhoneNumber.objects.select_related("agent").filter(number=to_number).first()
     response = VoiceResponse()
     if phone is None:
