@@ -453,6 +453,9 @@ class CallBridge:
     def on_openai_closed(self, detail: str = "") -> list[Action]:
         return self._end(CompletionReason.OPENAI_CONNECTION_FAILED, "connection_closed", detail)
 
+    def on_staff_hangup(self) -> list[Action]:
+        return self._end(CompletionReason.STAFF_HANGUP)
+
     def on_openai_connect_failed(self, detail: str) -> list[Action]:
         return self._end(CompletionReason.OPENAI_CONNECTION_FAILED, "connect_failed", detail)
 

@@ -26,6 +26,7 @@ from calls.bridge import (
 )
 from calls.outcomes import CompletionReason
 from calls.stream_tokens import read_stream_token
+from calls.views import call_group
 from voiceagents import realtime
 from voiceagents.log_context import current_call_sid
 from voiceagents.tools import run_http_tool
@@ -79,6 +80,8 @@ class MediaStreamConsumer(AsyncConsumer):
         self.call_pk, agent = claimed
         current_call_sid.set(call_sid)
         self.bridge = CallBridge(call_sid, agent, stream_token=token)
+        # Staff may end the call from the dashboard served by any web process.
+        await self.channel_layer.group_add(call_group(call_sid), self.channel_name)
         await self.send({"type": "websocket.accept"})
         self.twilio_open = True
         # Open the Realtime session now, while Twilio is still sending `connected` and
@@ -93,9 +96,17 @@ class MediaStreamConsumer(AsyncConsumer):
             return
         await self._guarded(self.bridge.on_twilio_text, raw)
 
+    async def call_hangup(self, message: dict) -> None:
+        if self.bridge is not None:
+            log.info("call %s: ended by staff (%s)", self.bridge.call_sid, message.get("by"))
+            await self._guarded(self.bridge.on_staff_hangup)
+
     async def websocket_disconnect(self, message: dict) -> None:
         self.twilio_open = False
         if self.bridge is not None:
+            await self.channel_layer.group_discard(
+                call_group(self.bridge.call_sid), self.channel_name
+            )
             await self._guarded(self.bridge.on_twilio_closed)
             if self.end_task is not None:
                 await asyncio.shield(self.end_task)

@@ -8,6 +8,7 @@ class CompletionReason(TextChoices):
     NORMAL = "normal", "Normal (stream closed)"
     CALLER_HANGUP = "caller_hangup", "Caller hung up"
     AGENT_HANGUP = "agent_hangup", "Agent hung up"
+    STAFF_HANGUP = "staff_hangup", "Ended by staff"
     OPENAI_CONNECTION_FAILED = "openai_connection_failed", "OpenAI connection failure"
     OPENAI_ERROR = "openai_error", "OpenAI error"
     SERVER_ERROR = "server_error", "Server error"

@@ -1,10 +1,14 @@
 from django.urls import path
 
-from calls import api, webhooks
+from calls import api, views, webhooks
 
 urlpatterns = [
     path("twilio/voice", webhooks.incoming_call, name="twilio-voice"),
     path("twilio/stream-ended", webhooks.stream_ended, name="twilio-stream-ended"),
     path("api/calls/", api.call_list, name="api-calls"),
     path("api/calls/<str:sid>/", api.call_detail_view, name="api-call"),
+    path("calls/", views.call_list, name="call-list"),
+    path("calls/<str:sid>/", views.call_detail, name="call-detail"),
+    path("calls/<str:sid>/turns", views.call_turns, name="call-turns"),
+    path("calls/<str:sid>/hang-up", views.hang_up, name="call-hang-up"),
 ]
