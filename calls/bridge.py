@@ -28,6 +28,12 @@ BASE64_AUDIO = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 # Errors that are races inherent to the protocol, not faults: the server's own VAD may
 # cancel a response a moment before our response.cancel arrives.
 BENIGN_OPENAI_ERRORS = {"response_cancel_not_active"}
+RECONNECT_INSTRUCTIONS = (
+    "The phone line to you dropped for a moment and is back. Apologise in a few words "
+    "and carry on the conversation where it left off."
+)
+# One reconnect after a lost connection; more would hide a persistent outage from staff.
+RECONNECTS_AFTER_FAILURE = 1
 END_CALL_TOOL_OUTPUT = '{"status":"ok","note":"Say a short goodbye; the call ends after it."}'
 
 
@@ -65,13 +71,20 @@ class RunTool:
 
 
 @dataclass(frozen=True, slots=True)
+class ReconnectOpenAI:
+    """Open a new Realtime session and hand it the conversation so far."""
+
+    why: str  # "connection_lost" | "session_rollover"
+
+
+@dataclass(frozen=True, slots=True)
 class EndCall:
     reason: str  # calls.models.CompletionReason
     error_code: str = ""
     error_message: str = ""
 
 
-Action = SendTwilio | SendOpenAI | StreamStarted | SaveTurn | RunTool | EndCall
+Action = SendTwilio | SendOpenAI | StreamStarted | SaveTurn | RunTool | ReconnectOpenAI | EndCall
 
 
 def _json(obj: dict) -> str:
@@ -146,6 +159,10 @@ class CallBridge:
         self.hangup_requested_in: str | None = None
         self.last_done_response_id: str | None = None
         self.usage: dict[str, int] = dict.fromkeys(USAGE_FIELDS, 0)
+        # Caller and agent turns so far, replayed into a new session after a reconnect.
+        self.history: list[SaveTurn] = []
+        self.reconnects_left = RECONNECTS_AFTER_FAILURE
+        self.reconnect_reason = ""
         self.malformed_twilio = 0
         self.malformed_openai = 0
 
@@ -244,7 +261,7 @@ class CallBridge:
         }
         return [
             SendOpenAI(_json({"type": "conversation.item.create", "item": item})),
-            SaveTurn("caller", note, self.stream_ms),
+            self._remember(SaveTurn("caller", note, self.stream_ms)),
         ]
 
     def _malformed_twilio(self, why: str) -> list[Action]:
@@ -421,18 +438,25 @@ class CallBridge:
     def _caller_transcript(self, event: dict) -> list[Action]:
         item_id = event["item_id"]
         started_ms = self.caller_started_ms.pop(item_id, self.stream_ms)
-        return [SaveTurn("caller", event["transcript"], started_ms, item_id=item_id)]
+        return [
+            self._remember(SaveTurn("caller", event["transcript"], started_ms, item_id=item_id))
+        ]
 
     def _caller_transcript_failed(self, event: dict) -> list[Action]:
         item_id = event["item_id"]
         started_ms = self.caller_started_ms.pop(item_id, self.stream_ms)
-        return [SaveTurn("caller", "(not transcribed)", started_ms, item_id=item_id)]
+        return [
+            self._remember(SaveTurn("caller", "(not transcribed)", started_ms, item_id=item_id))
+        ]
 
     def _error(self, event: dict) -> list[Action]:
         error = event.get("error") or {}
         code = error.get("code") or error.get("type") or "unknown"
         if code in BENIGN_OPENAI_ERRORS:
             return []
+        if code == "session_expired" and self.stream_sid is not None:
+            log.info("call %s: OpenAI session expired; rolling over", self.call_sid)
+            return self._reconnect("session_rollover")
         log.error("call %s: OpenAI error %s: %s", self.call_sid, code, error.get("message"))
         return self._end(CompletionReason.OPENAI_ERROR, code, error.get("message") or "")
 
@@ -451,7 +475,61 @@ class CallBridge:
     }
 
     def on_openai_closed(self, detail: str = "") -> list[Action]:
+        if self.ended:
+            return []
+        if self.stream_sid is not None and self.reconnects_left > 0:
+            self.reconnects_left -= 1
+            log.warning("call %s: OpenAI connection lost (%s); reconnecting", self.call_sid, detail)
+            return self._reconnect("connection_lost")
         return self._end(CompletionReason.OPENAI_CONNECTION_FAILED, "connection_closed", detail)
+
+    def can_roll_over(self) -> bool:
+        """A quiet moment to move to a new session: nobody mid-sentence, no tool pending."""
+        return (
+            not self.ended
+            and self.stream_sid is not None
+            and self.response_id is None
+            and not self.pending_marks
+            and not self.tool_calls
+        )
+
+    def roll_over(self) -> list[Action]:
+        return self._reconnect("session_rollover")
+
+    def _reconnect(self, why: str) -> list[Action]:
+        # Whatever the old session was saying is lost with it; audio already sent to
+        # Twilio still plays and its marks still count.
+        if self.response_id is not None:
+            self.cancelled_responses.add(self.response_id)
+            self.response_id = None
+        self.tool_calls.clear()
+        self.reconnect_reason = why
+        return [ReconnectOpenAI(why)]
+
+    def on_openai_reconnected(self) -> list[Action]:
+        """Configure the new session and replay the conversation, in spoken order."""
+        actions: list[Action] = [SendOpenAI(_json(session_update_event(self.agent)))]
+        for turn in sorted(self.history, key=lambda t: t.started_ms):
+            if turn.speaker == "caller":
+                item = {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": turn.text}],
+                }
+            else:
+                item = {
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": turn.text}],
+                }
+            actions.append(SendOpenAI(_json({"type": "conversation.item.create", "item": item})))
+        if self.reconnect_reason == "connection_lost":
+            create = {
+                "type": "response.create",
+                "response": {"instructions": RECONNECT_INSTRUCTIONS},
+            }
+            actions.append(SendOpenAI(_json(create)))
+        return actions
 
     def on_staff_hangup(self) -> list[Action]:
         return self._end(CompletionReason.STAFF_HANGUP)
@@ -509,7 +587,13 @@ class CallBridge:
         text = item.text
         if item.interrupted:
             text = cut_transcript(text, item.heard_ms, item.generated_ms)
-        return SaveTurn("agent", text, item.started_ms or 0, item.interrupted, item.item_id)
+        return self._remember(
+            SaveTurn("agent", text, item.started_ms or 0, item.interrupted, item.item_id)
+        )
+
+    def _remember(self, turn: SaveTurn) -> SaveTurn:
+        self.history.append(turn)
+        return turn
 
     def _add_usage(self, usage: dict) -> None:
         input_details = usage.get("input_token_details") or {}

@@ -18,6 +18,7 @@ from calls.bridge import (
     Action,
     CallBridge,
     EndCall,
+    ReconnectOpenAI,
     RunTool,
     SaveTurn,
     SendOpenAI,
@@ -45,6 +46,8 @@ class MediaStreamConsumer(AsyncConsumer):
         self.call_pk: int | None = None
         self.openai: ClientConnection | None = None
         self.openai_backlog: list[str] = []
+        self.reconnect_requested = False
+        self.session_started_at = 0.0
         self.openai_task: asyncio.Task | None = None
         self.end_task: asyncio.Task | None = None
         self.background: set[asyncio.Task] = set()
@@ -86,7 +89,9 @@ class MediaStreamConsumer(AsyncConsumer):
         self.twilio_open = True
         # Open the Realtime session now, while Twilio is still sending `connected` and
         # `start`, so the greeting is not delayed by the OpenAI handshake.
+        self.session_started_at = asyncio.get_running_loop().time()
         self.openai_task = asyncio.create_task(self._run_openai(agent))
+        self._spawn(self._roll_over_sessions())
 
     async def websocket_receive(self, message: dict) -> None:
         if self.bridge is None:
@@ -114,41 +119,82 @@ class MediaStreamConsumer(AsyncConsumer):
 
     # --- OpenAI socket ------------------------------------------------------------------
     async def _run_openai(self, agent: realtime.AgentConfig) -> None:
-        assert self.bridge is not None
-        try:
-            ws = await realtime.connect(
-                settings.OPENAI_BASE_URL,
-                settings.OPENAI_API_KEY,
-                agent.model,
-                settings.OPENAI_CONNECT_TIMEOUT_S,
-            )
-        except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
-            log.error("call %s: OpenAI connection failed: %s", self.bridge.call_sid, exc)
-            await self._perform(self.bridge.on_openai_connect_failed(str(exc)))
-            return
-        try:
-            # session.update first, then whatever Twilio sent meanwhile, in order.
-            for action in self.bridge.on_openai_connected():
-                await ws.send(action.text)
-            while self.openai_backlog:
-                batch, self.openai_backlog = self.openai_backlog, []
-                for text in batch:
-                    await ws.send(text)
-            self.openai = ws
-            async for raw in ws:
-                await self._perform(self.bridge.on_openai_text(raw))
-            detail = f"closed by OpenAI ({ws.close_code} {ws.close_reason})"
-        except websockets.ConnectionClosed as exc:
-            detail = f"connection lost ({exc})"
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("call %s: bridge failed on an OpenAI event", self.bridge.call_sid)
-            await self._perform([EndCall(CompletionReason.SERVER_ERROR, "bridge_exception")])
-            return
-        if not self.bridge.ended:
-            log.error("call %s: OpenAI socket %s", self.bridge.call_sid, detail)
-            await self._perform(self.bridge.on_openai_closed(detail))
+        """Own the OpenAI socket for the whole call: connect, pump events into the bridge,
+        and open a fresh session when the bridge asks for one (lost link, rollover)."""
+        bridge = self.bridge
+        assert bridge is not None
+        configure = bridge.on_openai_connected
+        while not bridge.ended:
+            self.reconnect_requested = False
+            try:
+                ws = await realtime.connect(
+                    settings.OPENAI_BASE_URL,
+                    settings.OPENAI_API_KEY,
+                    agent.model,
+                    settings.OPENAI_CONNECT_TIMEOUT_S,
+                )
+            except (
+                OSError,
+                TimeoutError,
+                websockets.InvalidHandshake,
+                websockets.InvalidURI,
+            ) as exc:
+                log.error("call %s: OpenAI connection failed: %s", bridge.call_sid, exc)
+                await self._perform(bridge.on_openai_connect_failed(str(exc)))
+                return
+            self.session_started_at = asyncio.get_running_loop().time()
+            try:
+                # Session set-up first, then whatever Twilio sent meanwhile, in order.
+                for action in configure():
+                    await ws.send(action.text)
+                while self.openai_backlog:
+                    batch, self.openai_backlog = self.openai_backlog, []
+                    for text in batch:
+                        await ws.send(text)
+                self.openai = ws
+                async for raw in ws:
+                    await self._perform(bridge.on_openai_text(raw))
+                detail = f"closed by OpenAI ({ws.close_code} {ws.close_reason})"
+            except websockets.ConnectionClosed as exc:
+                detail = f"connection lost ({exc})"
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("call %s: bridge failed on an OpenAI event", bridge.call_sid)
+                await self._perform([EndCall(CompletionReason.SERVER_ERROR, "bridge_exception")])
+                return
+            self.openai = None
+            configure = bridge.on_openai_reconnected
+            if self.reconnect_requested or bridge.ended:
+                continue  # we closed it on purpose, to roll over
+            await self._perform(bridge.on_openai_closed(detail))
+            if not self.reconnect_requested:
+                return
+
+    async def _reconnect_openai(self) -> None:
+        """Close the current session; `_run_openai` then opens and primes a new one."""
+        self.reconnect_requested = True
+        ws, self.openai = self.openai, None  # frames queue in the backlog meanwhile
+        if ws is not None:
+            with contextlib.suppress(TimeoutError, websockets.ConnectionClosed, OSError):
+                await asyncio.wait_for(ws.close(), OPENAI_CLOSE_TIMEOUT_S)
+
+    async def _roll_over_sessions(self) -> None:
+        """Move to a new Realtime session before the current one hits its time limit,
+        waiting for a moment when nobody is speaking."""
+        bridge = self.bridge
+        assert bridge is not None
+        loop = asyncio.get_running_loop()
+        while not bridge.ended:
+            age = loop.time() - self.session_started_at
+            if age < settings.OPENAI_SESSION_ROLLOVER_S:
+                await asyncio.sleep(settings.OPENAI_SESSION_ROLLOVER_S - age)
+            elif self.openai is not None and bridge.can_roll_over():
+                log.info("call %s: rolling over to a new OpenAI session", bridge.call_sid)
+                await self._guarded(bridge.roll_over)
+                await asyncio.sleep(1.0)
+            else:
+                await asyncio.sleep(0.25)
 
     # --- Carrying out the bridge's actions ----------------------------------------------
     async def _guarded(self, step, *args) -> None:
@@ -174,6 +220,8 @@ class MediaStreamConsumer(AsyncConsumer):
                 self._write(call_records.mark_answered, self.call_pk, action.stream_sid)
             elif type(action) is RunTool:
                 self._spawn(self._run_tool(action))
+            elif type(action) is ReconnectOpenAI:
+                await self._reconnect_openai()
             elif type(action) is EndCall and self.end_task is None:
                 self.end_task = asyncio.create_task(self._end_call(action))
 

@@ -8,6 +8,7 @@ import pytest
 from calls.bridge import (
     CallBridge,
     EndCall,
+    ReconnectOpenAI,
     RunTool,
     SaveTurn,
     SendOpenAI,
@@ -437,10 +438,6 @@ def test_end_call_tool_hangs_up_after_the_goodbye_has_played(bridge):
             "rate_limit_exceeded",
         ),
         ({"type": "server_error", "code": None, "message": "boom"}, "server_error"),
-        (
-            {"type": "invalid_request_error", "code": "session_expired", "message": "60 minutes"},
-            "session_expired",
-        ),
     ],
 )
 def test_openai_errors_end_the_call_with_their_code(bridge, error, code):
@@ -514,3 +511,61 @@ def test_base64_length_and_transcript_cut_helpers():
     assert cut_transcript("a b c d", 50, 100) == "a b"
     assert cut_transcript("a b c d", 150, 100) == "a b c d"
     assert cut_transcript("a b c d", 0, 0) == "a b c d"
+
+
+def test_lost_openai_connection_reconnects_once_and_replays_the_conversation(bridge):
+    bridge.on_openai_text(
+        openai("input_audio_buffer.speech_started", audio_start_ms=1000, item_id="u1")
+    )
+    bridge.on_openai_text(
+        openai(
+            "conversation.item.input_audio_transcription.completed",
+            item_id="u1",
+            content_index=0,
+            transcript="Where is my order?",
+        )
+    )
+    bridge.on_twilio_text(media_msg(audio_b64(20), 3000))
+    speak(bridge, "r1", "item_1", [100], "It ships today")
+    response_done(bridge, "r1")
+    bridge.on_twilio_text(mark_msg(next(iter(bridge.pending_marks))))
+    bridge.on_openai_text(openai("response.created", response={"id": "r2"}))
+
+    assert bridge.on_openai_closed("reset") == [ReconnectOpenAI("connection_lost")]
+    replay = sent_openai(bridge.on_openai_reconnected())
+    assert replay[0]["type"] == "session.update"
+    assert [e["item"]["role"] for e in replay[1:3]] == ["user", "assistant"]
+    assert replay[1]["item"]["content"] == [{"type": "input_text", "text": "Where is my order?"}]
+    assert replay[2]["item"]["content"] == [{"type": "output_text", "text": "It ships today"}]
+    assert replay[3]["type"] == "response.create"
+    # Audio still arriving from the dead session's response is never played.
+    assert bridge.response_id is None and "r2" in bridge.cancelled_responses
+    # A second loss ends the call.
+    (end,) = bridge.on_openai_closed("reset again")
+    assert end.reason == "openai_connection_failed"
+
+
+def test_session_expiry_rolls_over_without_using_up_the_reconnect(bridge):
+    error = {"type": "invalid_request_error", "code": "session_expired", "message": "60 minutes"}
+    assert bridge.on_openai_text(openai("error", error=error)) == [
+        ReconnectOpenAI("session_rollover")
+    ]
+    replay = sent_openai(bridge.on_openai_reconnected())
+    assert [e["type"] for e in replay] == ["session.update"]  # quiet moment: nobody prompted
+    assert bridge.on_openai_closed("x") == [ReconnectOpenAI("connection_lost")]
+
+
+def test_rollover_waits_for_a_quiet_moment(bridge):
+    speak(bridge, "r1", "item_1", [100], "Hi")
+    assert not bridge.can_roll_over()
+    response_done(bridge, "r1")
+    assert not bridge.can_roll_over()  # still playing
+    bridge.on_twilio_text(mark_msg(next(iter(bridge.pending_marks))))
+    assert bridge.can_roll_over()
+    assert bridge.roll_over() == [ReconnectOpenAI("session_rollover")]
+
+
+def test_connection_lost_before_the_stream_started_ends_the_call():
+    b = CallBridge(CALL_SID, agent_config())
+    (end,) = b.on_openai_closed("refused")
+    assert end.reason == "openai_connection_failed"

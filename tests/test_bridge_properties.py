@@ -118,16 +118,20 @@ openai_events = st.one_of(
             "type": "error",
             "error": {"type": "invalid_request_error", "code": c, "message": "m"},
         },
-        st.sampled_from(["response_cancel_not_active", "rate_limit_exceeded"]),
+        st.sampled_from(["response_cancel_not_active", "rate_limit_exceeded", "session_expired"]),
     ),
     st.dictionaries(
         st.sampled_from(["type", "response", "item_id", "delta"]),
-        st.none() | st.integers() | st.text(max_size=5),
+        st.none() | st.integers(-(2**40), 2**40) | st.text(max_size=5),
     ),
 ).map(lambda e: ("openai", orjson.dumps(e)))
 
 tool_results = st.builds(lambda c: ("tool", c), st.sampled_from(["call_1", "call_2"]))
-events = st.lists(st.one_of(twilio_events, openai_events, tool_results), max_size=80)
+# The OpenAI socket drops, a new session is opened, or one rolls over at a quiet moment.
+session_changes = st.sampled_from([("closed", None), ("reconnected", None), ("rollover", None)])
+events = st.lists(
+    st.one_of(twilio_events, openai_events, tool_results, session_changes), max_size=80
+)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -147,6 +151,12 @@ def test_random_event_sequences_keep_the_invariants(sequence):
             )
         elif source == "tool":
             actions = bridge.on_tool_result(payload, "{}")
+        elif source == "closed":
+            actions = bridge.on_openai_closed("lost")
+        elif source == "reconnected":
+            actions = bridge.on_openai_reconnected() if not bridge.ended else []
+        elif source == "rollover":
+            actions = bridge.roll_over() if bridge.can_roll_over() else []
         else:
             actions = bridge.on_openai_text(payload)
 

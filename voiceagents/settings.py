@@ -163,6 +163,8 @@ TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", "https://api.twilio.com").rstri
 # --- Call behaviour.
 STREAM_TOKEN_MAX_AGE_S = env_int("STREAM_TOKEN_MAX_AGE_S", 120)
 OPENAI_CONNECT_TIMEOUT_S = env_float("OPENAI_CONNECT_TIMEOUT_S", 10.0)
+# Realtime sessions end after 60 minutes; move long calls to a new one before that.
+OPENAI_SESSION_ROLLOVER_S = env_float("OPENAI_SESSION_ROLLOVER_S", 55 * 60.0)
 HTTP_TOOL_TIMEOUT_S = env_float("HTTP_TOOL_TIMEOUT_S", 10.0)
 APOLOGY_TEXT = env(
     "APOLOGY_TEXT",
