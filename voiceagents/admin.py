@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.db import models
 
 from voiceagents.models import Agent, ApiToken, Tool
 
@@ -35,6 +36,8 @@ class AgentAdmin(admin.ModelAdmin):
 class ToolAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "url"]
     search_fields = ["name", "description"]
+    # Tool endpoints are web services: a bare host means https, as Django 6 will assume.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(ApiToken)

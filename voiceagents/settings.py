@@ -136,7 +136,8 @@ STATIC_URL = "static/"
 # In development WhiteNoise serves straight from the app folders; in production from
 # collectstatic's output.
 WHITENOISE_USE_FINDERS = DEBUG
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every request otherwise
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

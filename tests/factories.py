@@ -1,0 +1,103 @@
+"""Plain helpers that build rows and signed Twilio requests for the unit tests."""
+
+from urllib.parse import urlencode
+
+from django.test import Client
+from twilio.request_validator import RequestValidator
+
+from calls.models import Call, PhoneNumber, Turn
+from voiceagents.models import Agent, ApiToken, Tool
+
+PUBLIC_BASE_URL = "https://voice.example.com"
+AUTH_TOKEN = "test-twilio-auth-token"
+ACCOUNT_SID = "AC" + "1" * 32
+AGENT_NUMBER = "+15550001111"
+CALLER_NUMBER = "+15550009999"
+
+
+def make_agent(**kw) -> Agent:
+    tools = kw.pop("tools", [])
+    agent = Agent.objects.create(**({"name": "Front desk"} | kw))
+    if tools:
+        agent.tools.set(tools)
+    return agent
+
+
+def make_tool(**kw) -> Tool:
+    defaults = {
+        "name": "lookup_order",
+        "description": "Look up an order by its number.",
+        "parameters": {
+            "type": "object",
+            "properties": {"order": {"type": "string"}},
+            "required": ["order"],
+        },
+        "kind": Tool.Kind.HTTP,
+        "url": "https://tools.example.com/orders",
+    }
+    return Tool.objects.create(**(defaults | kw))
+
+
+def make_number(agent: Agent, number: str = AGENT_NUMBER, **kw) -> PhoneNumber:
+    return PhoneNumber.objects.create(number=number, agent=agent, **kw)
+
+
+def make_call(sid: str = "CA" + "a" * 32, **kw) -> Call:
+    defaults = {
+        "account_sid": ACCOUNT_SID,
+        "from_number": CALLER_NUMBER,
+        "to_number": AGENT_NUMBER,
+    }
+    return Call.objects.create(sid=sid, **(defaults | kw))
+
+
+def make_turn(call: Call, started_ms: int, text: str, speaker: str = "agent", **kw) -> Turn:
+    return Turn.objects.create(call=call, speaker=speaker, text=text, started_ms=started_ms, **kw)
+
+
+def make_api_token(name: str = "integration", **kw) -> tuple[ApiToken, str]:
+    """A saved token and its raw secret (the only time the secret is known)."""
+    token = ApiToken(name=name, **kw)
+    raw = token.issue()
+    token.save()
+    return token, raw
+
+
+def voice_params(call_sid: str = "CA" + "a" * 32, to: str = AGENT_NUMBER, **kw) -> dict:
+    """The form fields Twilio posts to the voice webhook for an incoming call."""
+    return {
+        "CallSid": call_sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": CALLER_NUMBER,
+        "To": to,
+        "CallStatus": "ringing",
+        "Direction": "inbound",
+        "ApiVersion": "2010-04-01",
+    } | kw
+
+
+def sign(url: str, params: dict, auth_token: str = AUTH_TOKEN, algorithm: str | None = None):
+    return RequestValidator(auth_token).compute_signature(url, params, algorithm)
+
+
+def signed_post(
+    client: Client,
+    path: str,
+    params: dict,
+    public_base_url: str = PUBLIC_BASE_URL,
+    auth_token: str = AUTH_TOKEN,
+    *,
+    signed_url: str | None = None,
+    algorithm: str | None = None,
+    headers: dict | None = None,
+):
+    """POST form `params` to `path` as Twilio would, signed over the public URL (or over
+    `signed_url` when a test wants to sign something else)."""
+    url = signed_url or public_base_url + path
+    headers = {"X-Twilio-Signature": sign(url, params, auth_token, algorithm)} | (headers or {})
+    return client.post(
+        path,
+        urlencode(params),
+        content_type="application/x-www-form-urlencoded",
+        headers=headers,
+    )

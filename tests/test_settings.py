@@ -1,0 +1,319 @@
+"""Settings from the environment (checked in fresh interpreters, since settings are read
+once at import), and the Realtime session configuration built from an Agent."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.factories import make_agent, make_tool
+from voiceagents.realtime import AgentConfig, realtime_url, session_update_event
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Everything the settings module reads that might be set in the developer's shell or CI.
+SETTINGS_VARIABLES = {
+    "DEBUG",
+    "SECRET_KEY",
+    "OPENAI_API_KEY",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_ACCOUNT_SID",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_TASK_ALWAYS_EAGER",
+    "DATABASE_URL",
+    "ALLOWED_HOSTS",
+    "PUBLIC_BASE_URL",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+    "STREAM_TOKEN_MAX_AGE_S",
+    "DJANGO_SETTINGS_MODULE",
+}
+PRODUCTION_SECRETS = {
+    "SECRET_KEY": "a-long-production-secret",
+    "OPENAI_API_KEY": "sk-prod",
+    "TWILIO_AUTH_TOKEN": "twilio-prod",
+}
+
+PRINT_SETTINGS = textwrap.dedent(
+    """
+    import json
+    import django
+    from django.conf import settings
+
+    django.setup()
+    print(json.dumps({
+        "DEBUG": settings.DEBUG,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "OPENAI_API_KEY": settings.OPENAI_API_KEY,
+        "TWILIO_AUTH_TOKEN": settings.TWILIO_AUTH_TOKEN,
+        "CHANNEL_BACKEND": settings.CHANNEL_LAYERS["default"]["BACKEND"],
+        "CHANNEL_CONFIG": settings.CHANNEL_LAYERS["default"].get("CONFIG"),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CELERY_BROKER_TRANSPORT_OPTIONS": settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+        "ALLOWED_HOSTS": settings.ALLOWED_HOSTS,
+        "STREAM_TOKEN_MAX_AGE_S": settings.STREAM_TOKEN_MAX_AGE_S,
+    }))
+    """
+)
+
+
+def run_settings(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in SETTINGS_VARIABLES}
+    return subprocess.run(
+        [sys.executable, "-c", PRINT_SETTINGS],
+        cwd=ROOT,
+        env=clean
+        | {"DJANGO_SETTINGS_MODULE": "voiceagents.settings", "VAR_DIR": str(tmp_path)}
+        | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def loaded(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_embedded_defaults(tmp_path):
+    values = loaded(run_settings(tmp_path))
+
+    assert values["DEBUG"] is True
+    assert values["SECRET_KEY"].startswith("dev-insecure-only")
+    assert values["OPENAI_API_KEY"].startswith("dev-insecure-only")
+    assert values["CHANNEL_BACKEND"] == "channels.layers.InMemoryChannelLayer"
+    assert values["CELERY_BROKER_URL"] == "filesystem://"
+    assert values["CELERY_BROKER_TRANSPORT_OPTIONS"]["data_folder_in"].startswith(str(tmp_path))
+    assert (tmp_path / "celery-broker").is_dir()
+
+
+def test_production_with_all_secrets_starts(tmp_path):
+    values = loaded(
+        run_settings(
+            tmp_path,
+            DEBUG="false",
+            PUBLIC_BASE_URL="https://voice.example.com",
+            **PRODUCTION_SECRETS,
+        )
+    )
+
+    assert values["DEBUG"] is False
+    assert values["SECRET_KEY"] == "a-long-production-secret"
+    assert values["OPENAI_API_KEY"] == "sk-prod"
+    assert values["TWILIO_AUTH_TOKEN"] == "twilio-prod"
+    assert values["ALLOWED_HOSTS"] == ["voice.example.com"]
+
+
+@pytest.mark.parametrize("missing", sorted(PRODUCTION_SECRETS))
+def test_production_without_a_secret_fails_naming_it(tmp_path, missing):
+    given = {k: v for k, v in PRODUCTION_SECRETS.items() if k != missing}
+
+    result = run_settings(tmp_path, DEBUG="false", **given)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert f"{missing} must be set" in result.stderr
+    for other in given:
+        assert f"{other} must be set" not in result.stderr
+
+
+def test_production_with_an_empty_secret_fails(tmp_path):
+    result = run_settings(tmp_path, DEBUG="false", **(PRODUCTION_SECRETS | {"SECRET_KEY": ""}))
+
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+@pytest.mark.parametrize("word", ["maybe", "2", "enabled"])
+def test_debug_that_is_not_a_boolean_is_a_clear_error(tmp_path, word):
+    result = run_settings(tmp_path, DEBUG=word)
+
+    assert result.returncode != 0
+    assert f"DEBUG={word!r} is not a boolean" in result.stderr
+
+
+@pytest.mark.parametrize(("word", "expected"), [("0", False), ("OFF", False), ("Yes", True)])
+def test_debug_boolean_words(tmp_path, word, expected):
+    values = loaded(run_settings(tmp_path, DEBUG=word, **PRODUCTION_SECRETS))
+
+    assert values["DEBUG"] is expected
+
+
+def test_number_that_is_not_a_number_is_a_clear_error(tmp_path):
+    result = run_settings(tmp_path, STREAM_TOKEN_MAX_AGE_S="two minutes")
+
+    assert result.returncode != 0
+    assert "STREAM_TOKEN_MAX_AGE_S='two minutes' is not a int" in result.stderr
+
+
+def test_bad_log_format_is_a_clear_error(tmp_path):
+    result = run_settings(tmp_path, LOG_FORMAT="xml")
+
+    assert result.returncode != 0
+    assert "LOG_FORMAT='xml'" in result.stderr
+
+
+def test_redis_url_switches_channel_layer_and_celery_broker(tmp_path):
+    redis_url = "redis://cache.internal:6379/2"
+
+    values = loaded(run_settings(tmp_path, REDIS_URL=redis_url))
+
+    assert values["CHANNEL_BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert values["CHANNEL_CONFIG"] == {"hosts": [redis_url]}
+    assert values["CELERY_BROKER_URL"] == redis_url
+    assert values["CELERY_BROKER_TRANSPORT_OPTIONS"] == {}
+
+
+def test_celery_broker_url_overrides_redis_url(tmp_path):
+    values = loaded(
+        run_settings(
+            tmp_path, REDIS_URL="redis://cache:6379/0", CELERY_BROKER_URL="amqp://mq:5672//"
+        )
+    )
+
+    assert values["CELERY_BROKER_URL"] == "amqp://mq:5672//"
+    assert values["CHANNEL_BACKEND"] == "channels_redis.core.RedisChannelLayer"
+
+
+# --- voiceagents.realtime ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base_url", "model", "expected"),
+    [
+        (
+            "https://api.openai.com/v1",
+            "gpt-realtime",
+            "wss://api.openai.com/v1/realtime?model=gpt-realtime",
+        ),
+        (
+            "https://api.openai.com/v1/",
+            "gpt-realtime-1.5",
+            "wss://api.openai.com/v1/realtime?model=gpt-realtime-1.5",
+        ),
+        (
+            "http://127.0.0.1:8765/v1",
+            "gpt-realtime-mini",
+            "ws://127.0.0.1:8765/v1/realtime?model=gpt-realtime-mini",
+        ),
+    ],
+)
+def test_realtime_url(base_url, model, expected):
+    assert realtime_url(base_url, model) == expected
+
+
+@pytest.mark.django_db
+def test_session_update_for_server_vad_agent_without_tools():
+    agent = make_agent(
+        name="Reception",
+        model="gpt-realtime",
+        voice="cedar",
+        speed=1.1,
+        instructions="You answer the phone for a bakery.",
+        vad_threshold=0.6,
+        vad_prefix_padding_ms=250,
+        vad_silence_duration_ms=700,
+        interrupt_response=False,
+        noise_reduction="far_field",
+        input_transcription_model="gpt-4o-mini-transcribe",
+    )
+
+    assert session_update_event(AgentConfig.from_agent(agent)) == {
+        "type": "session.update",
+        "session": {
+            "type": "realtime",
+            "model": "gpt-realtime",
+            "output_modalities": ["audio"],
+            "instructions": "You answer the phone for a bakery.",
+            "audio": {
+                "input": {
+                    "format": {"type": "audio/pcmu"},
+                    "noise_reduction": {"type": "far_field"},
+                    "transcription": {"model": "gpt-4o-mini-transcribe"},
+                    "turn_detection": {
+                        "type": "server_vad",
+                        "threshold": 0.6,
+                        "prefix_padding_ms": 250,
+                        "silence_duration_ms": 700,
+                        "create_response": True,
+                        "interrupt_response": False,
+                    },
+                },
+                "output": {"format": {"type": "audio/pcmu"}, "voice": "cedar", "speed": 1.1},
+            },
+        },
+    }
+
+
+@pytest.mark.django_db
+def test_session_update_defaults_of_a_new_agent():
+    session = session_update_event(AgentConfig.from_agent(make_agent()))["session"]
+
+    assert session["model"] == "gpt-realtime-1.5"
+    assert session["audio"]["output"] == {
+        "format": {"type": "audio/pcmu"},
+        "voice": "marin",
+        "speed": 1.0,
+    }
+    assert session["audio"]["input"]["noise_reduction"] == {"type": "near_field"}
+    assert session["audio"]["input"]["transcription"] == {"model": "gpt-4o-transcribe"}
+    assert session["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+    assert "tools" not in session
+    assert "tool_choice" not in session
+
+
+@pytest.mark.django_db
+def test_session_update_for_semantic_vad_agent_with_tools_and_audio_options_off():
+    lookup = make_tool()
+    hang_up = make_tool(
+        name="end_call", description="End the call.", kind="end_call", url="", parameters={}
+    )
+    agent = make_agent(
+        turn_detection="semantic_vad",
+        semantic_eagerness="low",
+        vad_threshold=0.9,
+        noise_reduction="",
+        input_transcription_model="",
+        tools=[lookup, hang_up],
+    )
+
+    session = session_update_event(AgentConfig.from_agent(agent))["session"]
+
+    audio_input = session["audio"]["input"]
+    assert audio_input["turn_detection"] == {
+        "type": "semantic_vad",
+        "eagerness": "low",
+        "create_response": True,
+        "interrupt_response": True,
+    }
+    assert "noise_reduction" in audio_input
+    assert audio_input["noise_reduction"] is None
+    assert "transcription" not in audio_input
+    assert session["tool_choice"] == "auto"
+    # Agent.tools has no order of its own: compare by name.
+    tools = sorted(session["tools"], key=lambda t: t["name"])
+    assert tools == [
+        {
+            "type": "function",
+            "name": "end_call",
+            "description": "End the call.",
+            "parameters": {"type": "object", "properties": {}},
+        },
+        {
+            "type": "function",
+            "name": "lookup_order",
+            "description": "Look up an order by its number.",
+            "parameters": {
+                "type": "object",
+                "properties": {"order": {"type": "string"}},
+                "required": ["order"],
+            },
+        },
+    ]
+    assert json.loads(json.dumps(session)) == session  # plain JSON, ready to send
