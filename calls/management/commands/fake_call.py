@@ -73,7 +73,7 @@ class Command(BaseCommand):
                     "every day except public holidays.",
                     audio_ms=5000,
                 ),
-                Reply(text="Sorry, go ahead.", audio_ms=800),
+                Reply(text="Yes, we deliver within five miles of the shop.", audio_ms=2000),
             ],
             caller_transcripts=["When are you open?", "Sorry, one more thing, do you deliver?"],
             reply_delay_ms=300,
