@@ -107,7 +107,7 @@ def test_production_with_all_secrets_starts(tmp_path):
     assert values["SECRET_KEY"] == "a-long-production-secret"
     assert values["OPENAI_API_KEY"] == "sk-prod"
     assert values["TWILIO_AUTH_TOKEN"] == "twilio-prod"
-    assert values["ALLOWED_HOSTS"] == ["voice.example.com"]
+    assert values["ALLOWED_HOSTS"] == ["voice.example.com", "localhost", "127.0.0.1"]
 
 
 @pytest.mark.parametrize("missing", sorted(PRODUCTION_SECRETS))

@@ -33,8 +33,9 @@ def secret(name: str) -> str:
 
 SECRET_KEY = secret("SECRET_KEY")
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Loopback stays allowed in production so container health probes (/healthz) get through.
 ALLOWED_HOSTS = [h for h in env("ALLOWED_HOSTS", "").split(",") if h] or (
-    ["*"] if DEBUG else [urlsplit(PUBLIC_BASE_URL).hostname]
+    ["*"] if DEBUG else [urlsplit(PUBLIC_BASE_URL).hostname, "localhost", "127.0.0.1"]
 )
 CSRF_TRUSTED_ORIGINS = [f"{urlsplit(PUBLIC_BASE_URL).scheme}://{urlsplit(PUBLIC_BASE_URL).netloc}"]
 if not DEBUG and urlsplit(PUBLIC_BASE_URL).scheme == "https":
@@ -180,7 +181,10 @@ if LOG_FORMAT not in {"plain", "json"}:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"call_sid": {"()": "voiceagents.log_context.CallSidFilter"}},
+    "filters": {
+        "call_sid": {"()": "voiceagents.log_context.CallSidFilter"},
+        "redact_secrets": {"()": "voiceagents.log_context.SecretRedactionFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s call=%(call_sid)s %(message)s"},
         "json": {"()": "voiceagents.log_context.JsonFormatter"},
@@ -189,7 +193,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["call_sid"],
+            "filters": ["call_sid", "redact_secrets"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -1,0 +1,79 @@
+"""Log output: the call sid on every line, and no credential ever written out."""
+
+import io
+import logging
+import logging.config
+
+import orjson
+import pytest
+from django.conf import settings
+
+from tests.fakes.realtime_server import FakeRealtimeServer, RealtimeScript
+from voiceagents import realtime
+from voiceagents.log_context import JsonFormatter, current_call_sid
+
+
+@pytest.fixture
+def log_output():
+    """The app's own console handler (filters and format from settings.LOGGING), writing
+    to a buffer, with every logger at DEBUG."""
+    config = {**settings.LOGGING, "root": {"handlers": ["console"], "level": "DEBUG"}}
+    logging.config.dictConfig(config)
+    handler = next(h for h in logging.getLogger().handlers if h.name == "console")
+    buffer = io.StringIO()
+    handler.setStream(buffer)
+    yield buffer
+    logging.config.dictConfig(settings.LOGGING)
+
+
+async def test_the_openai_key_never_reaches_the_log(log_output):
+    # websockets logs every handshake header at DEBUG, Authorization included.
+    script = RealtimeScript(api_key=settings.OPENAI_API_KEY)
+    async with FakeRealtimeServer(script) as server:
+        connection = await realtime.connect(
+            server.base_url, settings.OPENAI_API_KEY, "gpt-realtime", open_timeout=5
+        )
+        await connection.close()
+
+    written = log_output.getvalue()
+    assert "> Authorization: Bearer [redacted]" in written
+    assert settings.OPENAI_API_KEY not in written
+
+
+def test_configured_secrets_and_bearer_tokens_are_redacted(log_output):
+    log = logging.getLogger("calls.example")
+    log.warning("twilio token %s in a message", settings.TWILIO_AUTH_TOKEN)
+    log.warning("client sent Authorization: Bearer va_abc123")
+
+    written = log_output.getvalue()
+    assert settings.TWILIO_AUTH_TOKEN not in written
+    assert "va_abc123" not in written
+    assert written.count("[redacted]") == 2
+
+
+def test_every_line_carries_the_call_sid(log_output):
+    token = current_call_sid.set("CA0123")
+    try:
+        logging.getLogger("calls.example").info("greeting sent")
+    finally:
+        current_call_sid.reset(token)
+    logging.getLogger("calls.example").info("between calls")
+
+    lines = log_output.getvalue().splitlines()
+    assert "call=CA0123 greeting sent" in lines[-2]
+    assert "call=- between calls" in lines[-1]
+
+
+def test_json_lines_for_log_shippers(log_output):
+    handler = next(h for h in logging.getLogger().handlers if h.name == "console")
+    handler.setFormatter(JsonFormatter())
+    token = current_call_sid.set("CA0456")
+    try:
+        logging.getLogger("calls.example").warning("tool %s failed", "lookup")
+    finally:
+        current_call_sid.reset(token)
+
+    entry = orjson.loads(log_output.getvalue().splitlines()[-1])
+    assert entry["call_sid"] == "CA0456"
+    assert entry["message"] == "tool lookup failed"
+    assert entry["level"] == "WARNING"
