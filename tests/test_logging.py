@@ -1,5 +1,6 @@
 """Log output: the call sid on every line, and no credential ever written out."""
 
+import contextvars
 import io
 import logging
 import logging.config
@@ -52,12 +53,15 @@ def test_configured_secrets_and_bearer_tokens_are_redacted(log_output):
 
 
 def test_every_line_carries_the_call_sid(log_output):
-    token = current_call_sid.set("CA0123")
-    try:
-        logging.getLogger("calls.example").info("greeting sent")
-    finally:
-        current_call_sid.reset(token)
-    logging.getLogger("calls.example").info("between calls")
+    log = logging.getLogger("calls.example")
+
+    def during_a_call():
+        current_call_sid.set("CA0123")
+        log.info("greeting sent")
+
+    # Each connection and request runs in its own context, as asgiref and asyncio give.
+    contextvars.Context().run(during_a_call)
+    contextvars.Context().run(log.info, "between calls")
 
     lines = log_output.getvalue().splitlines()
     assert "call=CA0123 greeting sent" in lines[-2]

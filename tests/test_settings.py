@@ -31,6 +31,10 @@ SETTINGS_VARIABLES = {
     "LOG_FORMAT",
     "LOG_LEVEL",
     "STREAM_TOKEN_MAX_AGE_S",
+    "RATE_LIMIT_TWILIO_PER_MIN",
+    "RATE_LIMIT_API_PER_MIN",
+    "RATE_LIMIT_LOGIN_PER_MIN",
+    "TRUSTED_PROXY_COUNT",
     "DJANGO_SETTINGS_MODULE",
 }
 PRODUCTION_SECRETS = {
@@ -57,6 +61,8 @@ PRINT_SETTINGS = textwrap.dedent(
         "CELERY_BROKER_TRANSPORT_OPTIONS": settings.CELERY_BROKER_TRANSPORT_OPTIONS,
         "ALLOWED_HOSTS": settings.ALLOWED_HOSTS,
         "STREAM_TOKEN_MAX_AGE_S": settings.STREAM_TOKEN_MAX_AGE_S,
+        "CACHE": settings.CACHES["default"],
+        "RATE_LIMITS": settings.RATE_LIMITS,
     }))
     """
 )
@@ -168,6 +174,20 @@ def test_redis_url_switches_channel_layer_and_celery_broker(tmp_path):
     assert values["CHANNEL_CONFIG"] == {"hosts": [redis_url]}
     assert values["CELERY_BROKER_URL"] == redis_url
     assert values["CELERY_BROKER_TRANSPORT_OPTIONS"] == {}
+    # Rate-limit counters are shared by every web process through the same Redis.
+    assert values["CACHE"] == {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": redis_url,
+    }
+
+
+def test_rate_limits_from_the_environment(tmp_path):
+    values = loaded(
+        run_settings(tmp_path, RATE_LIMIT_TWILIO_PER_MIN="0", RATE_LIMIT_API_PER_MIN="30")
+    )
+
+    assert values["RATE_LIMITS"] == {"twilio": 0, "api": 30, "login": 10}
+    assert values["CACHE"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
 
 
 def test_celery_broker_url_overrides_redis_url(tmp_path):

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "voiceagents.rate_limit.RateLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -114,6 +115,23 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# The cache holds rate-limit counters: shared through Redis when there are several web
+# processes, in-process otherwise.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+# Requests per minute per client address; 0 turns a limit off. Twilio's webhooks and
+# streams share the "twilio" limit: raise it for many calls a minute from one Twilio edge.
+RATE_LIMITS = {
+    "twilio": env_int("RATE_LIMIT_TWILIO_PER_MIN", 600),
+    "api": env_int("RATE_LIMIT_API_PER_MIN", 120),
+    "login": env_int("RATE_LIMIT_LOGIN_PER_MIN", 10),
+}
+# Proxies in front of the app that append to X-Forwarded-For (1 behind one TLS proxy).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
 # Celery: Redis when given, else a filesystem broker so the embedded worker needs no server.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
