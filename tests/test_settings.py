@@ -97,6 +97,8 @@ def test_embedded_defaults(tmp_path):
     assert values["CELERY_BROKER_URL"] == "filesystem://"
     assert values["CELERY_BROKER_TRANSPORT_OPTIONS"]["data_folder_in"].startswith(str(tmp_path))
     assert (tmp_path / "celery-broker").is_dir()
+    # Celery's broadcast queues go under var/ too, not into whatever directory it runs in.
+    assert values["CELERY_BROKER_TRANSPORT_OPTIONS"]["control_folder"].startswith(str(tmp_path))
 
 
 def test_production_with_all_secrets_starts(tmp_path):
