@@ -36,8 +36,9 @@ class Call(models.Model):
     sid = models.CharField(max_length=64, unique=True)
     account_sid = models.CharField(max_length=64, blank=True)
     direction = models.CharField(max_length=20, default="inbound")
-    from_number = models.CharField(max_length=32, blank=True)
-    to_number = models.CharField(max_length=32, blank=True)
+    # Room for SIP URIs and client identities, not only E.164 numbers.
+    from_number = models.CharField(max_length=255, blank=True)
+    to_number = models.CharField(max_length=255, blank=True)
     agent = models.ForeignKey(
         Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
     )

@@ -8,6 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
+from calls.forms import IncomingCallForm
 from calls.models import Call, PhoneNumber
 from calls.stream_tokens import make_stream_token
 from calls.twilio_signature import twilio_signature_required
@@ -30,10 +31,11 @@ def stream_url(token: str) -> str:
 @twilio_signature_required
 def incoming_call(request: HttpRequest) -> HttpResponse:
     """A call arrives: answer with a bidirectional media stream to the number's agent."""
-    call_sid = request.POST.get("CallSid", "")
-    to_number = request.POST.get("To", "")
-    if not call_sid:
-        return HttpResponse("CallSid is required", status=400)
+    form = IncomingCallForm(request.POST)
+    if not form.is_valid():
+        log.warning("refused voice webhook: %s", form.error_text())
+        return HttpResponse(form.error_text(), status=400, content_type="text/plain")
+    call_sid, to_number = form.cleaned_data["CallSid"], form.cleaned_data["To"]
     current_call_sid.set(call_sid)
     phone = PhoneNumber.objects.select_related("agent").filter(number=to_number).first()
     response = VoiceResponse()
@@ -47,9 +49,9 @@ def incoming_call(request: HttpRequest) -> HttpResponse:
     Call.objects.get_or_create(
         sid=call_sid,
         defaults={
-            "account_sid": request.POST.get("AccountSid", ""),
-            "direction": request.POST.get("Direction", "inbound"),
-            "from_number": request.POST.get("From", ""),
+            "account_sid": form.cleaned_data["AccountSid"],
+            "direction": form.cleaned_data["Direction"] or "inbound",
+            "from_number": form.cleaned_data["From"],
             "to_number": to_number,
             "agent": phone.agent,
         },
@@ -60,7 +62,7 @@ def incoming_call(request: HttpRequest) -> HttpResponse:
     stream.parameter(name="token", value=token)
     response.append(connect)
     log.info(
-        "call %s from %s answered by agent %s", call_sid, request.POST.get("From"), phone.agent
+        "call %s from %s answered by agent %s", call_sid, form.cleaned_data["From"], phone.agent
     )
     return twiml(response)
 

@@ -255,6 +255,32 @@ def test_missing_call_sid_is_a_bad_request(client, agent):
     assert not Call.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("CallSid", "CA123"),
+        ("CallSid", "CA" + "b" * 300),
+        ("AccountSid", "nope"),
+        ("To", "9" * 300),
+    ],
+)
+def test_malformed_fields_are_refused_naming_the_field(client, agent, field, value):
+    response = post_voice(client, voice_params(CALL_SID) | {field: value})
+
+    assert response.status_code == 400
+    assert field in response.content.decode()
+    assert not Call.objects.exists()
+
+
+def test_sip_and_client_callers_are_answered(client, agent):
+    sip_caller = "sip:reception-desk-42@acme-corp.sip.us1.twilio.com;transport=tls"
+
+    response = post_voice(client, voice_params(CALL_SID, From=sip_caller))
+
+    assert parse_twiml(response).find("Connect") is not None
+    assert Call.objects.get(sid=CALL_SID).from_number == sip_caller
+
+
 # --- After the stream ended -------------------------------------------------------------
 
 
