@@ -1,0 +1,1 @@
+"""The call-capacity benchmark: `python -m bench.calls --help`."""

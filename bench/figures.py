@@ -1,0 +1,142 @@
+"""Turning what the processes recorded into the figures of one step."""
+
+from dataclasses import dataclass, field
+
+from bench.stats import p50_p99
+
+
+@dataclass
+class Step:
+    """Everything one step measured, in plain numbers."""
+
+    mode: str
+    calls: int
+    completed: int = 0
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+    peak_concurrent: int = 0
+    forward_ms: tuple = (None, None)
+    forward_samples: int = 0
+    greeting_ms: tuple = (None, None)
+    greeting_added_ms: tuple = (None, None)
+    reply_delay_ms: int = 0
+    barge_in_ms: tuple = (None, None)
+    barge_in_samples: int = 0
+    window_s: float = 0.0
+    call_minutes: float = 0.0
+    app_cpu_s: list[float] = field(default_factory=list)
+    app_rss_per_call_mb: list[float] = field(default_factory=list)
+    calls_per_app: list[int] = field(default_factory=list)
+    loadgen_cpu_s: float = 0.0
+    fake_openai_cpu_s: float = 0.0
+    callers_cpu_s: float = 0.0
+    caller_lag_p99_ms: float | None = None
+    fake_openai_lag_p99_ms: float | None = None
+    machine_busy_cores: float = 0.0
+    probe: dict | None = None
+
+    @property
+    def app_cpu_per_call_minute(self) -> float | None:
+        return sum(self.app_cpu_s) / self.call_minutes if self.call_minutes else None
+
+    @property
+    def rss_per_call_mb(self) -> float | None:
+        return sum(self.app_rss_per_call_mb) if self.app_rss_per_call_mb else None
+
+
+def forwarding_latencies(calls: list[dict], sessions: list[dict]) -> list[float]:
+    """Fake OpenAI sent the stamped delta → the fake Twilio received it, in ms."""
+    sent = [s["delta_sent_at"] for s in sessions]
+    return [
+        (received_at - sent[session][number]) * 1000
+        for call in calls
+        for session, number, received_at in call["stamps"]
+    ]
+
+
+def greeting_latencies(calls: list[dict]) -> list[float]:
+    """Twilio's `start` sent → the first agent audio received, in ms."""
+    return [
+        (c["first_media_at"] - c["start_sent_at"]) * 1000
+        for c in calls
+        if c["first_media_at"] is not None and c["start_sent_at"] is not None
+    ]
+
+
+def greeting_added_latencies(calls: list[dict], sessions: list[dict]) -> list[float]:
+    """The greeting less the fake model's own time (its response.create arrived → its
+    first audio delta sent, i.e. the scripted reply delay plus the fake's own events):
+    what the app and the sockets added, in ms."""
+    added = []
+    for c in calls:
+        if not c["stamps"] or c["first_media_at"] is None:
+            continue
+        session = sessions[c["stamps"][0][0]]
+        if not session["response_create_at"]:
+            continue
+        model_s = session["delta_sent_at"][0] - session["response_create_at"][0]
+        added.append((c["first_media_at"] - c["start_sent_at"] - model_s) * 1000)
+    return added
+
+
+def barge_in_latencies(calls: list[dict], sessions: list[dict]) -> list[float]:
+    """The fake OpenAI sent speech_started → the fake Twilio received `clear`, in ms: each
+    clear is paired with the last speech_started of that call's session before it."""
+    latencies = []
+    for call in calls:
+        if not call["stamps"]:
+            continue
+        speech = sessions[call["stamps"][0][0]]["speech_started_at"]
+        for cleared_at in call["clears"]:
+            before = [t for t in speech if t <= cleared_at]
+            if before:
+                latencies.append((cleared_at - before[-1]) * 1000)
+    return latencies
+
+
+def peak_concurrency(calls: list[dict]) -> int:
+    events = []
+    for c in calls:
+        if c["stream_connected_at"] is not None:
+            events += [(c["stream_connected_at"], 1), (c["hung_up_at"], -1)]
+    level = peak = 0
+    for _, change in sorted(events):
+        level += change
+        peak = max(peak, level)
+    return peak
+
+
+def call_minutes(calls: list[dict]) -> float:
+    return (
+        sum(
+            c["hung_up_at"] - c["stream_connected_at"]
+            for c in calls
+            if c["stream_connected_at"] is not None
+        )
+        / 60
+    )
+
+
+def judge_calls(calls: list[dict], stored: dict[str, dict]) -> tuple[int, list[str]]:
+    """Completed calls, and why the others failed (caller side, then what was stored)."""
+    completed, failures = 0, []
+    for c in calls:
+        row = stored.get(c["sid"])
+        if not c["ok"]:
+            failures.append(f"{c['sid']}: {c['error'] or c['violations'] or 'closed by the app'}")
+        elif row is None or row["completion_reason"] != "caller_hangup" or not row["ended_at"]:
+            failures.append(f"{c['sid']}: stored as {row}")
+        else:
+            completed += 1
+    return completed, failures
+
+
+def fill_latencies(step: Step, calls: list[dict], sessions: list[dict]) -> None:
+    forward = forwarding_latencies(calls, sessions)
+    barge = barge_in_latencies(calls, sessions)
+    step.forward_ms, step.forward_samples = p50_p99(forward), len(forward)
+    step.greeting_ms = p50_p99(greeting_latencies(calls))
+    step.greeting_added_ms = p50_p99(greeting_added_latencies(calls, sessions))
+    step.barge_in_ms, step.barge_in_samples = p50_p99(barge), len(barge)
+    step.peak_concurrent = peak_concurrency(calls)
+    step.call_minutes = call_minutes(calls)

@@ -1,0 +1,221 @@
+"""Simulated Twilio callers in one process: `python -m bench.load --spec spec.json --out
+result.json`. Each call follows `CallPlan` (see bench/scenario.py) through the real fake
+Twilio (signed webhook, real-time 20 ms frames, playback, marks, clear) and reports when
+each stamped audio chunk arrived, when `clear` arrived, and whether the call completed."""
+
+import argparse
+import asyncio
+import base64
+import functools
+import gc
+import resource
+import ssl
+import time
+
+import httpx
+import orjson
+
+from bench.loop_lag import LoopLag
+from bench.realtime import read_stamp
+from bench.scenario import ACCOUNT_SID, AGENT_NUMBER, AUTH_TOKEN, CallPlan
+from tests.fakes import audio
+from tests.fakes.twilio_caller import FakeTwilioCall
+
+ULAW_BYTES_PER_MS = 8
+POLL_S = 0.02  # how often a waiting caller looks again; timings come from the fake itself
+STAMP_BASE64_CHARS = 12  # the first 9 bytes of a payload, enough for the 8-byte stamp
+
+
+# Caller speech is a tone synthesised in pure Python, ~10 ms of this loop per second of
+# speech; every caller says the same lengths, so make each once.
+audio.tone = functools.cache(audio.tone)
+# Each fake Twilio request opens a new httpx client, whose new TLS context takes ~25 ms of
+# this loop (while every other call's frames wait); the URLs are plain http on loopback.
+_TLS = ssl.create_default_context()
+
+
+class _SharedTlsClient(httpx.AsyncClient):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("verify", _TLS)
+        super().__init__(*args, **kwargs)
+
+
+httpx.AsyncClient = _SharedTlsClient
+
+
+class CallFailed(Exception):
+    pass
+
+
+def new_call(app: str, public: str) -> FakeTwilioCall:
+    return FakeTwilioCall(
+        app,
+        auth_token=AUTH_TOKEN,
+        account_sid=ACCOUNT_SID,
+        to_number=AGENT_NUMBER,
+        public_base_url=public,
+    )
+
+
+async def connect(call: FakeTwilioCall) -> None:
+    response = await call.dial()
+    if response.status_code != 200 or not call.stream_url:
+        raise CallFailed(f"voice webhook answered {response.status_code}: {response.text[:200]}")
+    await call.connect_stream()
+
+
+async def converse(call: FakeTwilioCall, plan: CallPlan) -> None:
+    """Greeting, question, answer, barge-in, short answer, silence, hang up."""
+    slack_s = 10.0
+    greeting_bytes = plan.greeting_ms * ULAW_BYTES_PER_MS
+    await call.wait_for(
+        lambda: len(call.heard_audio) >= greeting_bytes,
+        timeout=(plan.reply_delay_ms + plan.greeting_ms) / 1000 + slack_s,
+        interval=POLL_S,
+    )
+    await asyncio.sleep(0.1)
+    media_before = len(call.media_received)
+    await call.speak_and_wait(plan.question_ms)
+    await call.wait_for(lambda: len(call.media_received) > media_before, slack_s, POLL_S)
+    await asyncio.sleep(plan.barge_after_ms / 1000)
+    clears_before = len(call.clears)
+    call.speak(plan.barge_ms)
+    await call.wait_for(
+        lambda: len(call.clears) > clears_before, plan.barge_ms / 1000 + slack_s, POLL_S
+    )
+    media_before = len(call.media_received)
+    await call.wait_for(lambda: len(call.media_received) > media_before, slack_s, POLL_S)
+    await asyncio.sleep(plan.final_ms / 1000)
+    await call.wait_for(lambda: call.queued_audio_ms <= 0, slack_s, POLL_S)
+    await asyncio.sleep(plan.silence_before_hangup_ms / 1000)
+
+
+def stamps_of(call: FakeTwilioCall) -> list[tuple[int, int, float]]:
+    """(session, delta number, received at) for every audio chunk the caller got."""
+    stamps = []
+    for received_at, payload in call.media_received:
+        session, number = read_stamp(base64.b64decode(payload[:STAMP_BASE64_CHARS]))
+        stamps.append((session, number, received_at))
+    return stamps
+
+
+def describe(call: FakeTwilioCall, app: str) -> dict:
+    return {
+        "sid": call.call_sid,
+        "app": app,
+        "stream_connected_at": call.stream_connected_at,
+        "start_sent_at": call.start_sent_at,
+        "first_media_at": call.first_media_at,
+        "stream_closed_at": call.stream_closed_at,
+        "closed_by_app": call.closed_by_app,
+        "clears": call.clears,
+        "frames_sent": call.sent_media_frames,
+        "stamps": stamps_of(call),
+        "violations": call.violations,
+    }
+
+
+async def sleep_until(at: float) -> None:
+    delay = at - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+async def place_call(plan: CallPlan, target: dict) -> dict:
+    await sleep_until(target["at"])
+    call = new_call(target["app"], target["public"])
+    error = None
+    try:
+        await connect(call)
+        if not target.get("warmup"):
+            await converse(call, plan)
+        else:
+            await call.wait_for(lambda: call.first_media_at is not None, 20.0, POLL_S)
+        hung_up_at = time.monotonic()
+        await call.hangup()
+    except (CallFailed, TimeoutError, OSError, RuntimeError, httpx.HTTPError) as exc:
+        error = f"{type(exc).__name__}: {str(exc)[:300]}"
+        hung_up_at = time.monotonic()
+    finally:
+        await call.close()
+    record = describe(call, target["app"])
+    record["hung_up_at"] = hung_up_at
+    record["error"] = error
+    record["ok"] = error is None and not call.violations and not call.closed_by_app
+    return record
+
+
+async def probe_other_process(plan: CallPlan, probe: dict) -> dict:
+    """A call held by one Daphne process, watched and hung up from the other one: the
+    live-transcript fragment and the staff hang-up (through the channel layer)."""
+    await sleep_until(probe["at"])
+    call = new_call(probe["app"], probe["public"])
+    result: dict = {"sid": call.call_sid, "held_by": probe["app"], "asked": probe["via"]}
+    cookies = {"sessionid": probe["session"], "csrftoken": probe["csrf"]}
+    try:
+        await connect(call)
+        async with httpx.AsyncClient(base_url=probe["via"], cookies=cookies, timeout=10) as http:
+            greeting_seen = False
+            deadline = time.monotonic() + plan.greeting_ms / 1000 + 15
+            while time.monotonic() < deadline and not greeting_seen:
+                page = await http.get(f"/calls/{call.call_sid}/turns")
+                result["turns_status"] = page.status_code
+                greeting_seen = page.status_code == 200 and "bench bakery" in page.text
+                await asyncio.sleep(0.2)
+            result["turns_show_greeting"] = greeting_seen
+            asked_at = time.monotonic()
+            hang_up = await http.post(
+                f"/calls/{call.call_sid}/hang-up",
+                headers={"X-CSRFToken": probe["csrf"], "Referer": probe["via"] + "/"},
+            )
+            result["hang_up_status"] = hang_up.status_code
+        await call.wait_closed(timeout=10)
+        result["closed_by_app"] = call.closed_by_app
+        result["hang_up_to_close_ms"] = (call.stream_closed_at - asked_at) * 1000
+    except (CallFailed, TimeoutError, OSError, RuntimeError, httpx.HTTPError) as exc:
+        result["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+    finally:
+        await call.close()
+    return result
+
+
+async def run(spec: dict) -> dict:
+    plan = CallPlan.from_json(spec["plan"])
+    lag = LoopLag()
+    lag.start()
+    cpu_before = cpu_seconds()
+    jobs = [place_call(plan, target) for target in spec["calls"]]
+    if spec.get("probe"):
+        jobs.append(probe_other_process(plan, spec["probe"]))
+    results = await asyncio.gather(*jobs)
+    probe = results.pop() if spec.get("probe") else None
+    return {
+        "cpu_s": cpu_seconds() - cpu_before,
+        "loop_lag": lag.stop(),
+        "calls": results,
+        "probe": probe,
+    }
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    with open(args.spec, "rb") as f:
+        spec = orjson.loads(f.read())
+    # The fakes keep every message they exchange; collecting that growing heap would stall
+    # this loop for tens of ms at a time. A run is short and makes few reference cycles.
+    gc.disable()
+    result = asyncio.run(run(spec))
+    with open(args.out, "wb") as f:
+        f.write(orjson.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

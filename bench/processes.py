@@ -1,0 +1,208 @@
+"""The processes of a run and what /proc says about them: Daphne serving the app, the
+fake OpenAI server, the caller processes, and py-spy."""
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+
+from bench.scenario import ACCOUNT_SID, AUTH_TOKEN, OPENAI_KEY, SECRET_KEY, CallPlan
+from tests.live import ROOT, free_port
+
+DEFAULT_ASGI = "voiceagents.asgi:application"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+
+
+def raise_open_file_limit() -> None:
+    """Hundreds of calls need thousands of sockets across the processes started here."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE_BYTES
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])
+    return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
+def app_env(*, openai_base_url: str, database_url: str, var_dir: Path, redis_url: str = "") -> dict:
+    """Production settings (DEBUG=false), rate limits off: every call comes from loopback."""
+    env = {
+        "DEBUG": "false",
+        "SECRET_KEY": SECRET_KEY,
+        "OPENAI_API_KEY": OPENAI_KEY,
+        "OPENAI_BASE_URL": openai_base_url,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "DATABASE_URL": database_url,
+        "VAR_DIR": str(var_dir),
+        "RATE_LIMIT_TWILIO_PER_MIN": "0",
+        "LOG_LEVEL": "INFO",
+    }
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+        env["CELERY_BROKER_URL"] = redis_url
+    return env
+
+
+class AppProcess:
+    """`daphne voiceagents.asgi:application` on its own port, announcing that address as
+    its public base URL (each process of a scale-out run signs and advertises its own)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, asgi: str = DEFAULT_ASGI) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.log_file = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "voiceagents.asgi:application",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env, "PUBLIC_BASE_URL": self.base_url},
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _wait_ready(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"daphne exited early:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"daphne did not become ready:\n{self.log_path.read_text()}")
+
+    def log(self) -> str:
+        self.log_file.flush()
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log_file.close()
+
+
+@dataclass
+class FakeOpenAI:
+    process: subprocess.Popen
+    port: int
+    out: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self) -> dict:
+        self.process.terminate()
+        self.process.wait(60)
+        return orjson.loads(self.out.read_bytes())
+
+
+def start_fake_openai(plan: CallPlan, work: Path) -> FakeOpenAI:
+    out = work / "realtime.json"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.realtime",
+            "--plan",
+            orjson.dumps(plan.to_json()).decode(),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = process.stdout.readline() if process.stdout else ""
+    if not line.startswith("PORT "):
+        process.kill()
+        raise RuntimeError(f"the fake OpenAI server did not start: {line!r}")
+    return FakeOpenAI(process, int(line.split()[1]), out)
+
+
+def start_callers(spec: dict, work: Path, name: str) -> tuple[subprocess.Popen, Path]:
+    spec_path, out = work / f"{name}-spec.json", work / f"{name}.json"
+    spec_path.write_bytes(orjson.dumps(spec))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.load", "--spec", str(spec_path), "--out", str(out)],
+        cwd=ROOT,
+    )
+    return process, out
+
+
+def wait_all(processes: list[subprocess.Popen], on_tick, tick_s: float = 0.5) -> None:
+    """Wait for every process, calling on_tick() about every tick_s meanwhile."""
+    while any(p.poll() is None for p in processes):
+        on_tick()
+        time.sleep(tick_s)
+    for p in processes:
+        if p.returncode != 0:
+            raise RuntimeError(f"{p.args} exited with {p.returncode}")
+
+
+def start_py_spy(pid: int, seconds: int, out: Path, fmt: str) -> subprocess.Popen:
+    py_spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [
+            str(py_spy),
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(seconds),
+            "-r",
+            "100",
+            "--nonblocking",
+            "-f",
+            fmt,
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )

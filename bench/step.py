@@ -1,0 +1,175 @@
+"""One step of the benchmark: N simultaneous calls against one or two fresh Daphne
+processes, a fresh fake OpenAI server, and one or more caller processes."""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from bench import database, figures, processes
+from bench.profile import summarize
+from bench.scenario import CallPlan
+
+SAMPLE_S = 0.5
+START_DELAY_S = 2.5  # caller processes import and get ready meanwhile
+
+
+@dataclass
+class StepConfig:
+    calls: int
+    plan: CallPlan
+    work: Path  # this step's files
+    database_url: str
+    var_dir: Path
+    apps: int = 1
+    redis_url: str = ""
+    caller_processes: int = 1
+    ramp_s: float = 5.0  # calls start evenly over this long
+    profile_to: Path | None = None  # py-spy flame graph of the first app process
+    profile_s: int = 10
+    asgi: str = processes.DEFAULT_ASGI  # another ASGI application, for experiments
+
+
+class Sampler:
+    """Peak RSS of the app processes, sampled while the calls run."""
+
+    def __init__(self, apps: list[processes.AppProcess]) -> None:
+        self.apps = apps
+        self.peak_rss = [processes.rss_bytes(a.pid) for a in apps]
+
+    def __call__(self) -> None:
+        for i, app in enumerate(self.apps):
+            self.peak_rss[i] = max(self.peak_rss[i], processes.rss_bytes(app.pid))
+
+
+def caller_specs(config: StepConfig, apps: list, t0: float) -> list[dict]:
+    gap = config.ramp_s / max(1, config.calls - 1) if config.calls > 1 else 0
+    specs = [{"plan": config.plan.to_json(), "calls": []} for _ in range(config.caller_processes)]
+    for i in range(config.calls):
+        app = apps[i % len(apps)]
+        specs[i % len(specs)]["calls"].append(
+            {"app": app.base_url, "public": app.base_url, "at": t0 + i * gap}
+        )
+    return specs
+
+
+def warm_up(apps: list, plan: CallPlan, work: Path) -> None:
+    """One short call per app process first, so lazy imports and first connections do
+    not count against the figures."""
+    now = time.monotonic() + 1.0
+    spec = {
+        "plan": plan.to_json(),
+        "calls": [
+            {"app": a.base_url, "public": a.base_url, "at": now, "warmup": True} for a in apps
+        ],
+    }
+    process, out = processes.start_callers(spec, work, "warmup")
+    processes.wait_all([process], lambda: None)
+    failed = [c for c in orjson.loads(out.read_bytes())["calls"] if c["error"]]
+    if failed:
+        raise RuntimeError(f"the warm-up call failed: {failed[0]['error']}")
+
+
+def run_step(config: StepConfig, mode: str, staff: tuple[str, str] | None = None) -> figures.Step:
+    config.work.mkdir(parents=True, exist_ok=True)
+    fake = processes.start_fake_openai(config.plan, config.work)
+    apps: list[processes.AppProcess] = []
+    try:
+        env = processes.app_env(
+            openai_base_url=fake.base_url,
+            database_url=config.database_url,
+            var_dir=config.var_dir,
+            redis_url=config.redis_url,
+        )
+        for i in range(config.apps):
+            apps.append(processes.AppProcess(env, config.work / f"daphne-{i}.log", config.asgi))
+        warm_up(apps, config.plan, config.work)
+        time.sleep(1.0)
+
+        sampler = Sampler(apps)
+        baseline_rss = list(sampler.peak_rss)
+        app_cpu_before = [processes.cpu_seconds(a.pid) for a in apps]
+        fake_cpu_before = processes.cpu_seconds(fake.process.pid)
+        machine_before = processes.machine_cpu()
+        started = time.monotonic()
+        t0 = started + START_DELAY_S
+        specs = caller_specs(config, apps, t0)
+        if staff is not None and len(apps) > 1:
+            specs[0]["probe"] = {
+                "app": apps[0].base_url,
+                "public": apps[0].base_url,
+                "via": apps[1].base_url,
+                "at": t0 + config.ramp_s / 2,
+                "session": staff[0],
+                "csrf": staff[1],
+            }
+        callers = [
+            processes.start_callers(spec, config.work, f"callers-{i}")
+            for i, spec in enumerate(specs)
+        ]
+
+        profiler = None
+        profile_raw = config.work / "profile.raw.txt"
+        profile_at = t0 + config.ramp_s + 1.0
+
+        def tick() -> None:
+            nonlocal profiler
+            sampler()
+            if config.profile_to and profiler is None and time.monotonic() >= profile_at:
+                pid, seconds = apps[0].pid, config.profile_s
+                profiler = [
+                    processes.start_py_spy(pid, seconds, config.profile_to, "flamegraph"),
+                    processes.start_py_spy(pid, seconds, profile_raw, "raw"),
+                ]
+
+        processes.wait_all([p for p, _ in callers], tick, SAMPLE_S)
+        time.sleep(1.0)  # the app finalises the last calls
+        sampler()
+        window_s = time.monotonic() - started
+        app_cpu = [
+            processes.cpu_seconds(a.pid) - b for a, b in zip(apps, app_cpu_before, strict=True)
+        ]
+        fake_cpu = processes.cpu_seconds(fake.process.pid) - fake_cpu_before
+        machine_after = processes.machine_cpu()
+        app_logs = [a.log() for a in apps]
+    finally:
+        for app in apps:
+            app.stop()
+        fake_result = fake.stop()
+
+    results = [orjson.loads(out.read_bytes()) for _, out in callers]
+    calls = [c for r in results for c in r["calls"]]
+    step = figures.Step(mode=mode, calls=config.calls, reply_delay_ms=config.plan.reply_delay_ms)
+    stored = database.stored_calls([c["sid"] for c in calls])
+    step.completed, step.failures = figures.judge_calls(calls, stored)
+    step.failed = config.calls - step.completed
+    if fake_result["violations"]:
+        step.failures += [f"fake OpenAI: {v}" for v in fake_result["violations"][:5]]
+    figures.fill_latencies(step, calls, fake_result["sessions"])
+    step.window_s = window_s
+    step.app_cpu_s = app_cpu
+    step.app_rss_per_call_mb = [
+        (peak - base) / config.calls / 2**20
+        for peak, base in zip(sampler.peak_rss, baseline_rss, strict=True)
+    ]
+    step.calls_per_app = [log.count(" answered by agent ") - 1 for log in app_logs]  # less warm-up
+    step.fake_openai_cpu_s = fake_cpu
+    step.callers_cpu_s = sum(r["cpu_s"] for r in results)
+    step.loadgen_cpu_s = fake_cpu + step.callers_cpu_s
+    step.caller_lag_p99_ms = max(r["loop_lag"]["p99_ms"] or 0 for r in results)
+    step.fake_openai_lag_p99_ms = fake_result["loop_lag"]["p99_ms"]
+    step.machine_busy_cores = (machine_after[0] - machine_before[0]) / window_s
+    step.probe = next((r["probe"] for r in results if r.get("probe")), None)
+    if step.probe:
+        row = database.stored_calls([step.probe["sid"]]).get(step.probe["sid"]) or {}
+        step.probe["stored_reason"] = row.get("completion_reason")
+    if profiler:
+        for p in profiler:
+            p.wait(60)
+        if profile_raw.exists():
+            (config.work / "profile.txt").write_text(summarize(profile_raw))
+    (config.work / "step.json").write_bytes(
+        orjson.dumps(step, default=lambda o: o.__dict__, option=orjson.OPT_INDENT_2)
+    )
+    return step
