@@ -173,7 +173,7 @@ def test_redis_url_switches_channel_layer_and_celery_broker(tmp_path):
     values = loaded(run_settings(tmp_path, REDIS_URL=redis_url))
 
     assert values["CHANNEL_BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert values["CHANNEL_CONFIG"] == {"hosts": [redis_url]}
+    assert values["CHANNEL_CONFIG"] == {"hosts": [{"address": redis_url, "socket_timeout": 15}]}
     assert values["CELERY_BROKER_URL"] == redis_url
     assert values["CELERY_BROKER_TRANSPORT_OPTIONS"] == {}
     # Rate-limit counters are shared by every web process through the same Redis.
