@@ -32,8 +32,15 @@ RECONNECT_INSTRUCTIONS = (
     "The phone line to you dropped for a moment and is back. Apologise in a few words "
     "and carry on the conversation where it left off."
 )
+RESUME_INSTRUCTIONS = (
+    "You were cut off in the middle of your answer. Apologise in a few words and answer "
+    "the caller's last question again."
+)
 # One reconnect after a lost connection; more would hide a persistent outage from staff.
 RECONNECTS_AFTER_FAILURE = 1
+# Twilio's frames are a few hundred bytes (`start` with its parameters a few KB); anything
+# far larger is dropped unread rather than parsed and forwarded.
+MAX_TWILIO_MESSAGE_CHARS = 64 * 1024
 END_CALL_TOOL_OUTPUT = '{"status":"ok","note":"Say a short goodbye; the call ends after it."}'
 
 
@@ -163,6 +170,14 @@ class CallBridge:
         self.history: list[SaveTurn] = []
         self.reconnects_left = RECONNECTS_AFTER_FAILURE
         self.reconnect_reason = ""
+        # A reply the old session was giving (or about to give) when it went away.
+        self.reply_lost_in_reconnect = False
+        # From the caller's speech_started until the response to their turn is created:
+        # their words are in the current session's input buffer only.
+        self.caller_turn_open = False
+        # OpenAI times caller speech from the start of its session's input audio; a new
+        # session starts at this point of the stream clock.
+        self.session_audio_start_ms = 0
         self.malformed_twilio = 0
         self.malformed_openai = 0
 
@@ -174,6 +189,8 @@ class CallBridge:
     def on_twilio_text(self, raw: str | bytes) -> list[Action]:
         if self.ended:
             return []
+        if len(raw) > MAX_TWILIO_MESSAGE_CHARS:
+            return self._malformed_twilio(f"oversized frame of {len(raw)} characters")
         try:
             msg = orjson.loads(raw)
             event = msg["event"]
@@ -205,8 +222,9 @@ class CallBridge:
         if call_sid != self.call_sid:
             log.warning("call %s: stream start names call %s; ending", self.call_sid, call_sid)
             return self._end(CompletionReason.SERVER_ERROR, "stream_call_mismatch", call_sid)
-        parameters = start.get("customParameters") or {}
-        if self.stream_token and parameters.get("token") != self.stream_token:
+        parameters = start.get("customParameters")
+        token = parameters.get("token") if isinstance(parameters, dict) else None
+        if self.stream_token and token != self.stream_token:
             log.warning("call %s: stream start without its token parameter; ending", call_sid)
             return self._end(CompletionReason.SERVER_ERROR, "stream_token_mismatch")
         self.stream_sid = stream_sid
@@ -236,6 +254,8 @@ class CallBridge:
             name = msg["mark"]["name"]
         except (KeyError, TypeError):
             return self._malformed_twilio("mark without name")
+        if not isinstance(name, str):
+            return self._malformed_twilio("mark name is not a string")
         played = self.pending_marks.pop(name, None)
         if played is None:
             return []  # a mark dropped by `clear`, echoed at once: its audio was not heard
@@ -274,6 +294,14 @@ class CallBridge:
     def on_twilio_closed(self) -> list[Action]:
         return self._end(CompletionReason.NORMAL)
 
+    def on_start_timeout(self) -> list[Action]:
+        """Twilio sends `start` right after `connected`; a stream that never starts holds
+        an OpenAI session for nothing, so the call ends."""
+        if self.stream_sid is not None:
+            return []
+        log.error("call %s: the media stream never sent a valid start; ending", self.call_sid)
+        return self._end(CompletionReason.SERVER_ERROR, "stream_not_started")
+
     # --- From OpenAI ------------------------------------------------------------------
     def on_openai_text(self, raw: str | bytes) -> list[Action]:
         if self.ended:
@@ -290,7 +318,8 @@ class CallBridge:
             return []  # events the bridge does not need (rate_limits.updated, deltas of text…)
         try:
             return handler(self, event)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # AttributeError: a field of the wrong JSON type (a string where an object was due).
             self.malformed_openai += 1
             log.error("call %s: ignored OpenAI %s missing fields (%r)", self.call_sid, kind, exc)
             return []
@@ -322,7 +351,13 @@ class CallBridge:
         ]
 
     def _speech_started(self, event: dict) -> list[Action]:
-        self.caller_started_ms[event["item_id"]] = int(event.get("audio_start_ms", self.stream_ms))
+        audio_start_ms = event.get("audio_start_ms")
+        self.caller_started_ms[event["item_id"]] = (
+            self.session_audio_start_ms + int(audio_start_ms)
+            if audio_start_ms is not None
+            else self.stream_ms
+        )
+        self.caller_turn_open = True
         if not self.agent.interrupt_response:
             return []
         return self._barge_in()
@@ -360,6 +395,7 @@ class CallBridge:
 
     def _response_created(self, event: dict) -> list[Action]:
         self.response_id = event["response"]["id"]
+        self.caller_turn_open = False
         return []
 
     def _output_item_added(self, event: dict) -> list[Action]:
@@ -491,6 +527,7 @@ class CallBridge:
             and self.response_id is None
             and not self.pending_marks
             and not self.tool_calls
+            and not self.caller_turn_open
         )
 
     def roll_over(self) -> list[Action]:
@@ -498,11 +535,18 @@ class CallBridge:
 
     def _reconnect(self, why: str) -> list[Action]:
         # Whatever the old session was saying is lost with it; audio already sent to
-        # Twilio still plays and its marks still count.
+        # Twilio still plays and its marks still count. The new session is asked to answer
+        # again, or the caller would wait in silence for a reply that never comes.
+        self.reply_lost_in_reconnect = (
+            self.response_id is not None or bool(self.tool_calls) or self.caller_turn_open
+        )
         if self.response_id is not None:
             self.cancelled_responses.add(self.response_id)
             self.response_id = None
         self.tool_calls.clear()
+        self.caller_turn_open = False
+        # Caller audio from here on goes to the new session (queued while it opens).
+        self.session_audio_start_ms = self.stream_ms
         self.reconnect_reason = why
         return [ReconnectOpenAI(why)]
 
@@ -524,11 +568,13 @@ class CallBridge:
                 }
             actions.append(SendOpenAI(_json({"type": "conversation.item.create", "item": item})))
         if self.reconnect_reason == "connection_lost":
-            create = {
-                "type": "response.create",
-                "response": {"instructions": RECONNECT_INSTRUCTIONS},
-            }
-            actions.append(SendOpenAI(_json(create)))
+            instructions = RECONNECT_INSTRUCTIONS
+        elif self.reply_lost_in_reconnect:
+            instructions = RESUME_INSTRUCTIONS
+        else:
+            return actions  # a quiet moment: the caller speaks next
+        create = {"type": "response.create", "response": {"instructions": instructions}}
+        actions.append(SendOpenAI(_json(create)))
         return actions
 
     def on_staff_hangup(self) -> list[Action]:

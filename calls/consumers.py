@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 # Frames queued for OpenAI while its socket is still opening (50 a second of audio).
 MAX_OPENAI_BACKLOG = 1500
 OPENAI_CLOSE_TIMEOUT_S = 2.0
+# Twilio sends `start` right after `connected`; a stream without one is ended after this.
+STREAM_START_TIMEOUT_S = 5.0
 
 
 class MediaStreamConsumer(AsyncConsumer):
@@ -92,6 +94,7 @@ class MediaStreamConsumer(AsyncConsumer):
         self.session_started_at = asyncio.get_running_loop().time()
         self.openai_task = asyncio.create_task(self._run_openai(agent))
         self._spawn(self._roll_over_sessions())
+        self._spawn(self._expect_start())
 
     async def websocket_receive(self, message: dict) -> None:
         if self.bridge is None:
@@ -195,6 +198,11 @@ class MediaStreamConsumer(AsyncConsumer):
                 await asyncio.sleep(1.0)
             else:
                 await asyncio.sleep(0.25)
+
+    async def _expect_start(self) -> None:
+        await asyncio.sleep(STREAM_START_TIMEOUT_S)
+        if self.bridge is not None:
+            await self._guarded(self.bridge.on_start_timeout)
 
     # --- Carrying out the bridge's actions ----------------------------------------------
     async def _guarded(self, step, *args) -> None:

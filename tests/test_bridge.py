@@ -6,6 +6,8 @@ import orjson
 import pytest
 
 from calls.bridge import (
+    MAX_TWILIO_MESSAGE_CHARS,
+    RESUME_INSTRUCTIONS,
     CallBridge,
     EndCall,
     ReconnectOpenAI,
@@ -569,3 +571,94 @@ def test_connection_lost_before_the_stream_started_ends_the_call():
     b = CallBridge(CALL_SID, agent_config())
     (end,) = b.on_openai_closed("refused")
     assert end.reason == "openai_connection_failed"
+
+
+# --- Bad input and session changes found by the fault tests ------------------------------
+
+
+def test_oversized_twilio_frame_is_dropped_unread(bridge):
+    payload = "A" * MAX_TWILIO_MESSAGE_CHARS
+    assert bridge.on_twilio_text(media_msg(payload, 20)) == []
+    assert bridge.malformed_twilio == 1
+    assert bridge.stream_ms == 0
+    assert sent_openai(bridge.on_twilio_text(media_msg(audio_b64(20), 40)))
+
+
+def test_mark_with_a_name_that_is_not_a_string_is_dropped(bridge):
+    speak(bridge, "r1", "item_1", [100], "Hi")
+    assert bridge.on_twilio_text(twilio("mark", mark={"name": ["1"]})) == []
+    assert bridge.malformed_twilio == 1
+    assert not bridge.ended and bridge.pending_marks
+
+
+def test_start_with_parameters_that_are_not_an_object_is_a_token_mismatch():
+    b = CallBridge(CALL_SID, agent_config(), stream_token=TOKEN)
+    start = {"streamSid": STREAM_SID, "callSid": CALL_SID, "customParameters": ["token"]}
+    (end,) = b.on_twilio_text(twilio("start", start=start))
+    assert (end.reason, end.error_code) == ("server_error", "stream_token_mismatch")
+
+
+def test_openai_event_with_a_field_of_the_wrong_type_is_ignored(bridge):
+    assert bridge.on_openai_text(openai("error", error="rate limited")) == []
+    assert (
+        bridge.on_openai_text(openai("response.done", response={"id": "r", "usage": "n/a"})) == []
+    )
+    assert bridge.malformed_openai == 2
+    assert not bridge.ended
+
+
+def test_a_stream_that_never_starts_ends_the_call():
+    b = CallBridge(CALL_SID, agent_config(), stream_token=TOKEN)
+    b.on_twilio_text(twilio("connected", protocol="Call", version="1.0.0"))
+    (end,) = b.on_start_timeout()
+    assert (end.reason, end.error_code) == ("server_error", "stream_not_started")
+
+
+def test_start_timeout_after_start_changes_nothing(bridge):
+    assert bridge.on_start_timeout() == []
+    assert not bridge.ended
+
+
+def test_rollover_waits_while_the_caller_is_speaking(bridge):
+    assert bridge.can_roll_over()
+    bridge.on_openai_text(
+        openai("input_audio_buffer.speech_started", audio_start_ms=0, item_id="u1")
+    )
+    assert not bridge.can_roll_over()
+    bridge.on_openai_text(
+        openai("input_audio_buffer.speech_stopped", audio_end_ms=900, item_id="u1")
+    )
+    assert not bridge.can_roll_over()  # the answer to that turn is still to come
+    bridge.on_openai_text(openai("response.created", response={"id": "r1"}))
+    response_done(bridge, "r1")
+    assert bridge.can_roll_over()
+
+
+def test_expiry_in_the_middle_of_an_answer_asks_the_new_session_to_answer_again(bridge):
+    speak(bridge, "r1", "item_1", [100], "We open at")
+    error = {"type": "invalid_request_error", "code": "session_expired", "message": "60 minutes"}
+    assert bridge.on_openai_text(openai("error", error=error)) == [
+        ReconnectOpenAI("session_rollover")
+    ]
+    replay = sent_openai(bridge.on_openai_reconnected())
+    assert [e["type"] for e in replay] == ["session.update", "response.create"]
+    assert replay[-1]["response"]["instructions"] == RESUME_INSTRUCTIONS
+
+
+def test_caller_turns_after_a_new_session_stay_on_the_stream_clock(bridge):
+    bridge.on_twilio_text(media_msg(audio_b64(20), 60_000))
+    bridge.roll_over()
+    bridge.on_openai_reconnected()
+    # The new session counts its input audio from zero.
+    bridge.on_openai_text(
+        openai("input_audio_buffer.speech_started", audio_start_ms=500, item_id="u2")
+    )
+    (turn,) = bridge.on_openai_text(
+        openai(
+            "conversation.item.input_audio_transcription.completed",
+            item_id="u2",
+            content_index=0,
+            transcript="Still there?",
+        )
+    )
+    assert turn.started_ms == 60_020 + 500
