@@ -648,7 +648,8 @@ class FakeTwilioCall:
         """Send anything on the stream socket, for fault tests."""
         if self._ws is None:
             raise RuntimeError("the stream is not connected")
-        await self._ws.send(message)
+        async with self._send_lock:  # whole messages, never inside a numbered send
+            await self._ws.send(message)
 
     # --- caller audio -------------------------------------------------------------------
     def queue_audio(self, ulaw: bytes) -> int:
@@ -876,8 +877,9 @@ class FakeTwilioCall:
         self._finished.set()
 
     # --- ending the call ----------------------------------------------------------------
-    async def hangup(self) -> None:
-        """The caller hangs up: `stop`, close the socket; no action URL is requested."""
+    async def hangup(self, *, stop_count: int = 1) -> None:
+        """The caller hangs up: `stop`, close the socket; no action URL is requested.
+        `stop_count` other than 1 is a fault: 0 closes without `stop`, 2 repeats it."""
         if self._ws is None or self._stream_over:
             return
         self._hanging_up = True
@@ -887,7 +889,7 @@ class FakeTwilioCall:
                 await self._mic_task
         self._playback.stop(time.monotonic())
         with contextlib.suppress(ConnectionClosed):
-            if self.start_sent_at is not None:
+            for _ in range(stop_count if self.start_sent_at is not None else 0):
                 await self._send_numbered(
                     lambda seq: {
                         "event": "stop",
@@ -898,6 +900,22 @@ class FakeTwilioCall:
                 )
                 self.stop_sent = True
             await self._ws.close(1000)
+        if self._reader_task is not None:
+            await self._reader_task
+        self._raise_task_errors()
+
+    async def drop_connection(self) -> None:
+        """The network fails: the TCP connection is cut with no `stop` and no close frame,
+        and Twilio requests no action URL (it has lost the stream too)."""
+        if self._ws is None or self._stream_over:
+            return
+        self._hanging_up = True
+        if self._mic_task is not None:
+            self._mic_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._mic_task
+        self._playback.stop(time.monotonic())
+        self._ws.transport.abort()
         if self._reader_task is not None:
             await self._reader_task
         self._raise_task_errors()

@@ -1,15 +1,17 @@
 """Fixtures that run the real app: Daphne in a subprocess on the test database, the fake
 OpenAI Realtime server on loopback, and helpers to configure agents and place calls."""
 
+import asyncio
 from pathlib import Path
 
 import pytest
+from channels.db import database_sync_to_async
+from django.conf import settings
 
-from calls.models import PhoneNumber
-from tests.fakes.realtime_server import FakeRealtimeServer, RealtimeScript
+from calls.models import Call, PhoneNumber, Turn
+from tests.fakes.realtime_server import FakeRealtimeServer, FakeSession, RealtimeScript, Reply
 from tests.fakes.twilio_caller import FakeTwilioCall
 from tests.live import (
-    ROOT,
     TEST_ACCOUNT_SID,
     TEST_AUTH_TOKEN,
     TEST_OPENAI_KEY,
@@ -38,7 +40,8 @@ def realtime_server(background_loop):
 
 
 def start_app(extra_env: dict[str, str], name: str) -> DaphneProcess:
-    log_dir = Path(ROOT, "var")
+    # VAR_DIR (default ROOT/var) also holds the SQLite test database: one per checkout.
+    log_dir = Path(settings.VAR_DIR)
     log_dir.mkdir(exist_ok=True)
     return DaphneProcess(
         {"DATABASE_URL": database_url_of_test_db(), **extra_env}, log_dir / f"test-{name}.log"
@@ -70,7 +73,7 @@ def realtime(realtime_server):
 
 
 def script(**fields) -> RealtimeScript:
-    return RealtimeScript(api_key=TEST_OPENAI_KEY, **fields)
+    return RealtimeScript(**{"api_key": TEST_OPENAI_KEY, **fields})
 
 
 @pytest.fixture
@@ -114,3 +117,97 @@ def caller_for(app_server):
     yield make
     for call in made:
         assert call.violations == [], f"the app broke the Media Streams protocol: {call.violations}"
+
+
+# --- Helpers shared by the fault, concurrency and tool tests -----------------------------
+
+
+@database_sync_to_async
+def load_call(sid: str) -> tuple[Call, list[Turn]]:
+    call = Call.objects.get(sid=sid)
+    return call, list(call.turns.all())
+
+
+async def wait_for_end(sid: str, within_s: float = 10.0) -> Call:
+    """The call row once the app has finalised it."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while asyncio.get_running_loop().time() < deadline:
+        call, _ = await load_call(sid)
+        if call.ended_at is not None:
+            return call
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"call {sid} was not finalised within {within_s}s")
+
+
+async def wait_for_turns(sid: str, count: int, within_s: float = 10.0) -> list[Turn]:
+    """The call's stored turns once there are at least `count` of them."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        _, turns = await load_call(sid)
+        if len(turns) >= count:
+            return turns
+        if asyncio.get_running_loop().time() >= deadline:
+            raise AssertionError(f"call {sid} stored {len(turns)} turns, not {count}: {turns}")
+        await asyncio.sleep(0.05)
+
+
+def log_lines(app: DaphneProcess, sid: str, containing: str) -> list[str]:
+    """The app's log lines about one call that contain a phrase."""
+    return [line for line in app.log().splitlines() if sid in line and containing in line]
+
+
+def spoken(turns: list[Turn]) -> list[tuple[str, str]]:
+    return [(t.speaker, t.text) for t in turns]
+
+
+class HealthyCall:
+    """A plain call placed next to a faulty one: greeting, one question and answer, then
+    the caller hangs up. `finish()` checks it ended as if nothing else had happened."""
+
+    GREETING = "Hello, bakery here."
+    QUESTION = "Do you have rye bread?"
+    ANSWER = "Yes, fresh every morning."
+
+    def __init__(self, realtime: FakeRealtimeServer, caller_for) -> None:
+        self.realtime = realtime
+        self.call: FakeTwilioCall = caller_for()
+        self.session: FakeSession | None = None
+
+    async def start(self) -> None:
+        """Dial and connect; returns once this call's OpenAI session exists, so the next
+        connection's script is the faulty call's."""
+        first = len(self.realtime.sessions)
+        self.realtime.script_for_next_connection = script(
+            replies=[
+                Reply(text=self.GREETING, audio_ms=300),
+                Reply(text=self.ANSWER, audio_ms=300),
+            ],
+            caller_transcripts=[self.QUESTION],
+        )
+        await self.call.dial()
+        await self.call.connect_stream()
+        await self.realtime.wait_for(lambda: len(self.realtime.sessions) > first, timeout=5)
+        self.session = self.realtime.sessions[first]
+
+    async def finish(self) -> Call:
+        call = self.call
+        await call.wait_for(lambda: len(call.heard_audio) >= 300 * 8, timeout=10)
+        await asyncio.sleep(0.2)  # a pause after the greeting, as callers do
+        await call.speak_and_wait(400)
+        turns = await wait_for_turns(call.call_sid, 3)
+        assert spoken(turns) == [
+            ("agent", self.GREETING),
+            ("caller", self.QUESTION),
+            ("agent", self.ANSWER),
+        ]
+        await call.hangup()
+        stored = await wait_for_end(call.call_sid)
+        assert (stored.completion_reason, stored.status) == ("caller_hangup", "completed")
+        assert stored.error_code == ""
+        _, turns = await load_call(call.call_sid)
+        assert [t.interrupted for t in turns] == [False, False, False]
+        assert self.session is not None
+        assert bytes(self.session.input_audio) == bytes(
+            call.sent_audio[: len(self.session.input_audio)]
+        )
+        return stored
