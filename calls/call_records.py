@@ -1,30 +1,45 @@
 """Database work for a live call, called from the media consumer through
 `database_sync_to_async`: once at connect, once per turn, once at the end."""
 
+import logging
+
 from django.db import transaction
 from django.utils import timezone
 
 from calls.bridge import SaveTurn
 from calls.models import Call, Turn
-from calls.outcomes import FAULT_REASONS, USAGE_FIELDS
+from calls.outcomes import FAULT_REASONS, USAGE_FIELDS, CompletionReason
 from voiceagents.realtime import AgentConfig
+
+log = logging.getLogger(__name__)
 
 
 def claim_stream(call_sid: str) -> tuple[int, AgentConfig] | None:
     """Mark the call's stream as connected, once: a token can open one stream only.
 
     Returns the call's primary key and its agent, or None if the call is unknown, has
-    no agent, or already had its stream.
+    already had its stream, or has lost its agent (deleted after the webhook answered);
+    such a call is finalised as a server error here, so it is never left in progress.
     """
-    claimed = Call.objects.filter(
-        sid=call_sid, stream_connected_at__isnull=True, ended_at__isnull=True
-    ).update(stream_connected_at=timezone.now(), status=Call.Status.IN_PROGRESS)
-    if not claimed:
-        return None
-    call = Call.objects.select_related("agent").get(sid=call_sid)
-    if call.agent is None:
-        return None
-    return call.pk, AgentConfig.from_agent(call.agent)
+    with transaction.atomic():
+        claimed = Call.objects.filter(
+            sid=call_sid, stream_connected_at__isnull=True, ended_at__isnull=True
+        ).update(stream_connected_at=timezone.now())
+        if not claimed:
+            return None
+        call = Call.objects.select_related("agent").get(sid=call_sid)
+        if call.agent is None:
+            log.error("call %s: its agent was deleted; the stream is refused", call_sid)
+            finalize_call(
+                call.pk,
+                CompletionReason.SERVER_ERROR,
+                "agent_missing",
+                "The call's agent was deleted before its media stream connected.",
+                {},
+            )
+            return None
+        Call.objects.filter(pk=call.pk).update(status=Call.Status.IN_PROGRESS)
+        return call.pk, AgentConfig.from_agent(call.agent)
 
 
 def mark_answered(call_pk: int, stream_sid: str) -> None:
