@@ -161,6 +161,11 @@ class MediaStreamConsumer(AsyncConsumer):
             except websockets.ConnectionClosed as exc:
                 detail = f"connection lost ({exc})"
             except asyncio.CancelledError:
+                # The call ended, perhaps while this session was still being configured
+                # (before `self.openai` was set, so `_end_call` could not close it).
+                if self.openai is not ws:
+                    with contextlib.suppress(TimeoutError, websockets.ConnectionClosed, OSError):
+                        await asyncio.wait_for(ws.close(), OPENAI_CLOSE_TIMEOUT_S)
                 raise
             except Exception:
                 log.exception("call %s: bridge failed on an OpenAI event", bridge.call_sid)
