@@ -50,5 +50,8 @@ def hang_up(request: HttpRequest, sid: str) -> HttpResponse:
             call_group(call.sid), {"type": "call.hangup", "by": request.user.get_username()}
         )
         log.info("call %s: hang-up requested by %s", call.sid, request.user.get_username())
-        messages.info(request, "Hanging up…")
+        # Worded to stay true on the next page, which may already show the call ended.
+        messages.info(request, "Hang-up requested.")
+    else:
+        messages.info(request, "This call had already ended.")
     return redirect("call-detail", sid=call.sid)
