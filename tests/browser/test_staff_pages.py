@@ -49,6 +49,7 @@ async def test_staff_set_up_an_agent_and_its_number_in_the_admin(page: Page, sta
     await expect(page.locator("#id_name")).to_have_value("Night line")
     await expect(page.locator("#id_instructions")).to_have_value("You take messages after hours.")
     await expect(page.locator("#id_speed")).to_have_value("3")
+    await screenshot(page, "admin-agent-error")
     await page.fill("#id_speed", "1.2")
     await page.click("input[name=_save]")
     await expect(page.locator(".messagelist .success")).to_contain_text("Night line")
