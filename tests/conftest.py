@@ -14,3 +14,14 @@ def fresh_rate_limit_counters(settings):
     settings.CACHES = LOCAL_CACHE
     cache.clear()
     yield
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """The test process does not keep database connections between uses (the app does):
+    a connection left open in asgiref's worker thread would stop the test database from
+    being dropped at the end. App processes under test keep their own setting."""
+    from django.db import connections
+
+    for connection in connections.all():
+        connection.settings_dict["CONN_MAX_AGE"] = 0

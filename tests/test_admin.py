@@ -74,6 +74,13 @@ def test_admin_index_lists_the_models(staff_client):
         assert f"/admin/{model}/" in content
 
 
+def test_view_site_leads_to_the_call_pages(staff_client):
+    content = staff_client.get("/admin/").content.decode()
+
+    assert '<a href="/calls/">View site</a>' in content
+    assert staff_client.get("/calls/").status_code == 200
+
+
 def form_defaults(response) -> dict:
     """The POST data a browser sends when nothing on an admin add form is changed."""
     form = response.context["adminform"].form

@@ -5,6 +5,7 @@ from voiceagents.health import healthz
 
 admin.site.site_header = "Voice agents"
 admin.site.site_title = "Voice agents"
+admin.site.site_url = "/calls/"  # the admin's "View site" link: the staff call pages
 
 urlpatterns = [
     path("admin/", admin.site.urls),
