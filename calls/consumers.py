@@ -6,13 +6,16 @@ import contextlib
 import logging
 
 import httpx
-import websockets
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
 from websockets.asyncio.client import ClientConnection
+
+# Imported from the submodule: `websockets.X` goes through a lazy-import hook on every
+# access, which showed up in the per-frame profile.
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from calls import call_records
 from calls.bridge import (
@@ -169,8 +172,8 @@ class MediaStreamConsumer(AsyncConsumer):
             except (
                 OSError,
                 TimeoutError,
-                websockets.InvalidHandshake,
-                websockets.InvalidURI,
+                InvalidHandshake,
+                InvalidURI,
             ) as exc:
                 log.error("call %s: OpenAI connection failed: %s", bridge.call_sid, exc)
                 await self._perform(bridge.on_openai_connect_failed(str(exc)))
@@ -188,13 +191,13 @@ class MediaStreamConsumer(AsyncConsumer):
                 async for raw in ws:
                     await self._perform(bridge.on_openai_text(raw))
                 detail = f"closed by OpenAI ({ws.close_code} {ws.close_reason})"
-            except websockets.ConnectionClosed as exc:
+            except ConnectionClosed as exc:
                 detail = f"connection lost ({exc})"
             except asyncio.CancelledError:
                 # The call ended, perhaps while this session was still being configured
                 # (before `self.openai` was set, so `_end_call` could not close it).
                 if self.openai is not ws:
-                    with contextlib.suppress(TimeoutError, websockets.ConnectionClosed, OSError):
+                    with contextlib.suppress(TimeoutError, ConnectionClosed, OSError):
                         await asyncio.wait_for(ws.close(), OPENAI_CLOSE_TIMEOUT_S)
                 raise
             except Exception:
@@ -214,7 +217,7 @@ class MediaStreamConsumer(AsyncConsumer):
         self.reconnect_requested = True
         ws, self.openai = self.openai, None  # frames queue in the backlog meanwhile
         if ws is not None:
-            with contextlib.suppress(TimeoutError, websockets.ConnectionClosed, OSError):
+            with contextlib.suppress(TimeoutError, ConnectionClosed, OSError):
                 await asyncio.wait_for(ws.close(), OPENAI_CLOSE_TIMEOUT_S)
 
     async def _roll_over_sessions(self) -> None:
@@ -273,9 +276,10 @@ class MediaStreamConsumer(AsyncConsumer):
             if len(self.openai_backlog) < MAX_OPENAI_BACKLOG:
                 self.openai_backlog.append(text)
             return
-        # On a closed socket the reader task sees the close and ends the call with the reason.
-        with contextlib.suppress(websockets.ConnectionClosed):
+        try:  # noqa: SIM105 - cheaper than contextlib.suppress on the per-frame path
             await self.openai.send(text)
+        except ConnectionClosed:
+            pass  # the reader task sees the close and ends the call with the reason
 
     def _write(self, func, *args) -> None:
         task = asyncio.create_task(database_sync_to_async(func)(*args))
@@ -306,7 +310,7 @@ class MediaStreamConsumer(AsyncConsumer):
             self.openai_task.cancel()
         if self.openai is not None:
             # The socket is going away either way; a slow or failed close changes nothing.
-            with contextlib.suppress(TimeoutError, websockets.ConnectionClosed, OSError):
+            with contextlib.suppress(TimeoutError, ConnectionClosed, OSError):
                 await asyncio.wait_for(self.openai.close(), OPENAI_CLOSE_TIMEOUT_S)
         for task in self.background:
             task.cancel()
