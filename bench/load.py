@@ -19,7 +19,7 @@ from bench.loop_lag import LoopLag
 from bench.realtime import read_stamp
 from bench.scenario import ACCOUNT_SID, AGENT_NUMBER, AUTH_TOKEN, CallPlan
 from tests.fakes import audio
-from tests.fakes.twilio_caller import FakeTwilioCall
+from tests.fakes.twilio_caller import FakeTwilioCall, StreamRefused
 
 ULAW_BYTES_PER_MS = 8
 POLL_S = 0.02  # how often a waiting caller looks again; timings come from the fake itself
@@ -133,7 +133,14 @@ async def place_call(plan: CallPlan, target: dict) -> dict:
             await call.wait_for(lambda: call.first_media_at is not None, 20.0, POLL_S)
         hung_up_at = time.monotonic()
         await call.hangup()
-    except (CallFailed, TimeoutError, OSError, RuntimeError, httpx.HTTPError) as exc:
+    except (
+        CallFailed,
+        StreamRefused,
+        TimeoutError,
+        OSError,
+        RuntimeError,
+        httpx.HTTPError,
+    ) as exc:
         error = f"{type(exc).__name__}: {str(exc)[:300]}"
         hung_up_at = time.monotonic()
     finally:
@@ -172,7 +179,14 @@ async def probe_other_process(plan: CallPlan, probe: dict) -> dict:
         await call.wait_closed(timeout=10)
         result["closed_by_app"] = call.closed_by_app
         result["hang_up_to_close_ms"] = (call.stream_closed_at - asked_at) * 1000
-    except (CallFailed, TimeoutError, OSError, RuntimeError, httpx.HTTPError) as exc:
+    except (
+        CallFailed,
+        StreamRefused,
+        TimeoutError,
+        OSError,
+        RuntimeError,
+        httpx.HTTPError,
+    ) as exc:
         result["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
     finally:
         await call.close()
