@@ -618,15 +618,15 @@ class CallBridge:
 
     def _save_finished_items(self) -> list[Action]:
         """Save agent turns that are complete: generated in full and played (or cut)."""
-        playing = {item_id for item_id, _ in self.pending_marks.values()}
-        return [
-            self._save_item(item)
+        finished = [
+            item
             for item in self.items.values()
-            if not item.saved
-            and item.response_done
-            and item.item_id not in playing
-            and item.started_ms is not None
+            if item.response_done and not item.saved and item.started_ms is not None
         ]
+        if not finished:  # most mark echoes: skip collecting every queued mark's item
+            return []
+        playing = {item_id for item_id, _ in self.pending_marks.values()}
+        return [self._save_item(item) for item in finished if item.item_id not in playing]
 
     def _save_item(self, item: AgentItem) -> SaveTurn:
         item.saved = True
