@@ -9,11 +9,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import orjson
 
 from bench.scenario import ACCOUNT_SID, AUTH_TOKEN, OPENAI_KEY, SECRET_KEY, CallPlan
-from tests.live import ROOT, free_port
+from tests.live import ROOT, DaphneProcess
 
 DEFAULT_ASGI = "voiceagents.asgi:application"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -68,62 +67,12 @@ def app_env(*, openai_base_url: str, database_url: str, var_dir: Path, redis_url
     return env
 
 
-class AppProcess:
-    """`daphne voiceagents.asgi:application` on its own port, announcing that address as
-    its public base URL (each process of a scale-out run signs and advertises its own)."""
+class AppProcess(DaphneProcess):
+    """Daphne serving the app under test. Each process of a scale-out run signs and
+    advertises its own address (DaphneProcess sets PUBLIC_BASE_URL to it)."""
 
     def __init__(self, env: dict[str, str], log_path: Path, asgi: str = DEFAULT_ASGI) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.log_file = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "voiceagents.asgi:application",
-            ],
-            cwd=ROOT,
-            env={**os.environ, **env, "PUBLIC_BASE_URL": self.base_url},
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-        )
-        self._wait_ready()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def _wait_ready(self, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited early:\n{self.log_path.read_text()}")
-            try:
-                if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"daphne did not become ready:\n{self.log_path.read_text()}")
-
-    def log(self) -> str:
-        self.log_file.flush()
-        return self.log_path.read_text()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log_file.close()
+        super().__init__(env, log_path, asgi_app=asgi, ready_within_s=30.0)
 
 
 @dataclass

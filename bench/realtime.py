@@ -87,19 +87,8 @@ class TimedRunner(_SessionRunner):
 
 
 class TimedRealtimeServer(FakeRealtimeServer):
-    async def _handle(self, connection) -> None:
-        script, model = self._accepted.pop(connection)
-        session = TimedSession(
-            model=model, headers=connection.request.headers, index=len(self.sessions)
-        )
-        self.sessions.append(session)
-        runner = TimedRunner(self, session, script, connection)
-        self._runners.append(runner)
-        try:
-            await runner.run()
-        except Exception as exc:
-            self.record_internal_error(session, exc)
-            raise
+    session_class = TimedSession
+    runner_class = TimedRunner
 
 
 def cpu_seconds() -> float:

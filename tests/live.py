@@ -87,10 +87,17 @@ class BackgroundLoop:
 
 
 class DaphneProcess:
-    """`daphne voiceagents.asgi:application` on a free loopback port."""
+    """`daphne voiceagents.asgi:application` (or another ASGI app) on a free loopback
+    port, announcing that address as its public base URL unless `env` says otherwise."""
 
     def __init__(
-        self, env: dict[str, str], log_path: Path, *, require_healthy: bool = True
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        require_healthy: bool = True,
+        asgi_app: str = "voiceagents.asgi:application",
+        ready_within_s: float = 20.0,
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -115,16 +122,20 @@ class DaphneProcess:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
-                "voiceagents.asgi:application",
+                asgi_app,
             ],
             cwd=ROOT,
             env=full_env,
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
         )
-        self._wait_ready(require_healthy=require_healthy)
+        self._wait_ready(ready_within_s, require_healthy=require_healthy)
 
-    def _wait_ready(self, timeout: float = 20.0, *, require_healthy: bool = True) -> None:
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _wait_ready(self, timeout: float, *, require_healthy: bool = True) -> None:
         """Until /healthz answers 200 (or answers at all, for an app started on purpose
         with a service it cannot reach)."""
         deadline = time.monotonic() + timeout

@@ -1275,6 +1275,11 @@ class FakeRealtimeServer:
     `scripts` (consumed in order), then `script`, then a default `RealtimeScript()`.
     """
 
+    # What records a connection and what plays its script; the benchmark swaps in
+    # subclasses that also keep timings.
+    session_class: type[FakeSession] = FakeSession
+    runner_class: type[_SessionRunner] = _SessionRunner
+
     def __init__(
         self, script: RealtimeScript | None = None, host: str = "127.0.0.1", port: int = 0
     ) -> None:
@@ -1456,11 +1461,11 @@ class FakeRealtimeServer:
 
     async def _handle(self, connection: ServerConnection) -> None:
         script, model = self._accepted.pop(connection)
-        session = FakeSession(
+        session = self.session_class(
             model=model, headers=connection.request.headers, index=len(self.sessions)
         )
         self.sessions.append(session)
-        runner = _SessionRunner(self, session, script, connection)
+        runner = self.runner_class(self, session, script, connection)
         self._runners.append(runner)
         try:
             await runner.run()

@@ -8,22 +8,15 @@ import httpx
 import pytest
 from channels.db import database_sync_to_async
 
-from calls.models import Call
 from calls.outcomes import USAGE_FIELDS
 from tests.fakes.realtime_server import Reply
-from tests.integration.conftest import script
+from tests.integration.conftest import load_call, script, wait_for_end
 from voiceagents.models import ApiToken
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 GREETING = "Hello, you have reached the bakery."
 LONG_ANSWER = "We open at eight and close at six every day of the week except on public holidays."
-
-
-@database_sync_to_async
-def load_call(sid: str) -> tuple[Call, list]:
-    call = Call.objects.get(sid=sid)
-    return call, list(call.turns.all())
 
 
 @database_sync_to_async
@@ -167,13 +160,3 @@ async def test_caller_hangs_up(agent, realtime, caller_for):
     _, turns = await load_call(call.call_sid)
     assert [(t.speaker, t.text) for t in turns] == [("agent", GREETING)]
     await realtime.wait_for(lambda: realtime.test_sessions()[0].closed, timeout=5)
-
-
-async def wait_for_end(sid: str, within_s: float = 10.0) -> Call:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while asyncio.get_running_loop().time() < deadline:
-        call, _ = await load_call(sid)
-        if call.ended_at is not None:
-            return call
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"call {sid} was not finalised within {within_s}s")
