@@ -57,6 +57,10 @@ def new_call(app: str, public: str) -> FakeTwilioCall:
     )
 
 
+# What ends one simulated call as failed (recorded with its reason) rather than the run.
+CALL_FAILURES = (CallFailed, StreamRefused, TimeoutError, OSError, RuntimeError, httpx.HTTPError)
+
+
 async def connect(call: FakeTwilioCall) -> None:
     response = await call.dial()
     if response.status_code != 200 or not call.stream_url:
@@ -133,14 +137,7 @@ async def place_call(plan: CallPlan, target: dict) -> dict:
             await call.wait_for(lambda: call.first_media_at is not None, 20.0, POLL_S)
         hung_up_at = time.monotonic()
         await call.hangup()
-    except (
-        CallFailed,
-        StreamRefused,
-        TimeoutError,
-        OSError,
-        RuntimeError,
-        httpx.HTTPError,
-    ) as exc:
+    except CALL_FAILURES as exc:
         error = f"{type(exc).__name__}: {str(exc)[:300]}"
         hung_up_at = time.monotonic()
     finally:
@@ -179,14 +176,7 @@ async def probe_other_process(plan: CallPlan, probe: dict) -> dict:
         await call.wait_closed(timeout=10)
         result["closed_by_app"] = call.closed_by_app
         result["hang_up_to_close_ms"] = (call.stream_closed_at - asked_at) * 1000
-    except (
-        CallFailed,
-        StreamRefused,
-        TimeoutError,
-        OSError,
-        RuntimeError,
-        httpx.HTTPError,
-    ) as exc:
+    except CALL_FAILURES as exc:
         result["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
     finally:
         await call.close()

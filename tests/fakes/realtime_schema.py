@@ -446,6 +446,24 @@ def _check_tools(check: _Checker, path: str, value: Any) -> None:
         _check_tool(check, f"{path}[{i}]", tool)
 
 
+# Fields a session and a response both take, with the same shape in each.
+SHARED_CONFIG_CHECKS = {
+    "max_output_tokens": _check_max_output_tokens,
+    "output_modalities": _check_output_modalities,
+    "parallel_tool_calls": lambda check, path, value: check.boolean(path, value),
+    "prompt": _check_prompt,
+    "reasoning": _check_reasoning,
+    "tool_choice": _check_tool_choice,
+    "tools": _check_tools,
+}
+
+
+def _check_shared_config_fields(check: _Checker, prefix: str, config: dict) -> None:
+    for name, check_field in SHARED_CONFIG_CHECKS.items():
+        if name in config:
+            check_field(check, f"{prefix}.{name}", config[name])
+
+
 def _check_tool(check: _Checker, path: str, value: Any) -> None:
     tool = check.object(path, value)
     if tool is None:
@@ -497,22 +515,9 @@ def _check_session_fields(check: _Checker, session: dict) -> None:
             check.enum(f"session.include[{i}]", item, ("item.input_audio_transcription.logprobs",))
     if "instructions" in session:
         check.string("session.instructions", session["instructions"])
-    if "max_output_tokens" in session:
-        _check_max_output_tokens(check, "session.max_output_tokens", session["max_output_tokens"])
+    _check_shared_config_fields(check, "session", session)
     if "model" in session:
         check.string("session.model", session["model"], non_empty=True)
-    if "output_modalities" in session:
-        _check_output_modalities(check, "session.output_modalities", session["output_modalities"])
-    if "parallel_tool_calls" in session:
-        check.boolean("session.parallel_tool_calls", session["parallel_tool_calls"])
-    if "prompt" in session:
-        _check_prompt(check, "session.prompt", session["prompt"])
-    if "reasoning" in session:
-        _check_reasoning(check, "session.reasoning", session["reasoning"])
-    if "tool_choice" in session:
-        _check_tool_choice(check, "session.tool_choice", session["tool_choice"])
-    if "tools" in session:
-        _check_tools(check, "session.tools", session["tools"])
     if "tracing" in session:
         _check_tracing(check, "session.tracing", session["tracing"])
     if "truncation" in session:
@@ -814,22 +819,9 @@ def _check_response_create(check: _Checker, event: dict) -> None:
             _check_item(check, f"response.input[{i}]", item)
     if "instructions" in response:
         check.string("response.instructions", response["instructions"])
-    if "max_output_tokens" in response:
-        _check_max_output_tokens(check, "response.max_output_tokens", response["max_output_tokens"])
+    _check_shared_config_fields(check, "response", response)
     if "metadata" in response:
         _check_metadata(check, "response.metadata", response["metadata"])
-    if "output_modalities" in response:
-        _check_output_modalities(check, "response.output_modalities", response["output_modalities"])
-    if "parallel_tool_calls" in response:
-        check.boolean("response.parallel_tool_calls", response["parallel_tool_calls"])
-    if "prompt" in response:
-        _check_prompt(check, "response.prompt", response["prompt"])
-    if "reasoning" in response:
-        _check_reasoning(check, "response.reasoning", response["reasoning"])
-    if "tool_choice" in response:
-        _check_tool_choice(check, "response.tool_choice", response["tool_choice"])
-    if "tools" in response:
-        _check_tools(check, "response.tools", response["tools"])
 
 
 def _check_response_audio(check: _Checker, path: str, value: Any) -> None:

@@ -882,12 +882,7 @@ class FakeTwilioCall:
         `stop_count` other than 1 is a fault: 0 closes without `stop`, 2 repeats it."""
         if self._ws is None or self._stream_over:
             return
-        self._hanging_up = True
-        if self._mic_task is not None:
-            self._mic_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._mic_task
-        self._playback.stop(time.monotonic())
+        await self._stop_mic_and_playback()
         with contextlib.suppress(ConnectionClosed):
             for _ in range(stop_count if self.start_sent_at is not None else 0):
                 await self._send_numbered(
@@ -904,17 +899,20 @@ class FakeTwilioCall:
             await self._reader_task
         self._raise_task_errors()
 
-    async def drop_connection(self) -> None:
-        """The network fails: the TCP connection is cut with no `stop` and no close frame,
-        and Twilio requests no action URL (it has lost the stream too)."""
-        if self._ws is None or self._stream_over:
-            return
+    async def _stop_mic_and_playback(self) -> None:
         self._hanging_up = True
         if self._mic_task is not None:
             self._mic_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._mic_task
         self._playback.stop(time.monotonic())
+
+    async def drop_connection(self) -> None:
+        """The network fails: the TCP connection is cut with no `stop` and no close frame,
+        and Twilio requests no action URL (it has lost the stream too)."""
+        if self._ws is None or self._stream_over:
+            return
+        await self._stop_mic_and_playback()
         self._ws.transport.abort()
         if self._reader_task is not None:
             await self._reader_task
