@@ -24,7 +24,7 @@ def claim_stream(call_sid: str) -> tuple[int, AgentConfig] | None:
     with transaction.atomic():
         claimed = Call.objects.filter(
             sid=call_sid, stream_connected_at__isnull=True, ended_at__isnull=True
-        ).update(stream_connected_at=timezone.now())
+        ).update(stream_connected_at=timezone.now(), status=Call.Status.IN_PROGRESS)
         if not claimed:
             return None
         call = Call.objects.select_related("agent").get(sid=call_sid)
@@ -38,7 +38,6 @@ def claim_stream(call_sid: str) -> tuple[int, AgentConfig] | None:
                 {},
             )
             return None
-        Call.objects.filter(pk=call.pk).update(status=Call.Status.IN_PROGRESS)
         return call.pk, AgentConfig.from_agent(call.agent)
 
 
