@@ -47,6 +47,11 @@ class NoiseReduction(models.TextChoices):
     FAR_FIELD = "far_field", "Far field (speakerphones)"
 
 
+class PostCallTranscript(models.TextChoices):
+    DIARIZED = "diarized", "Diarized: speakers told apart in the audio, with timestamps"
+    STANDARD = "standard", "Standard: plain transcription per channel, with a vocabulary prompt"
+
+
 class TranscriptionModel(models.TextChoices):
     OFF = "", "Off"
     GPT_4O_TRANSCRIBE = "gpt-4o-transcribe", "gpt-4o-transcribe"
@@ -151,6 +156,40 @@ class Agent(models.Model):
         default=1.0, validators=[MinValueValidator(0.25), MaxValueValidator(1.5)]
     )
     tools = models.ManyToManyField(Tool, blank=True, related_name="agents")
+
+    # --- After hangup.
+    record_calls = models.BooleanField(
+        default=True,
+        help_text="Record calls in two channels (caller, agent) for the post-call transcript. "
+        "Off: the live transcript is the only transcript.",
+    )
+    transcript_mode = models.CharField(
+        max_length=16, choices=PostCallTranscript.choices, default=PostCallTranscript.DIARIZED
+    )
+    transcript_vocabulary = models.TextField(
+        blank=True,
+        help_text="Standard mode: languages and words to expect (e.g. 'English and Spanish; "
+        "sourdough, focaccia'), sent as the transcription prompt.",
+    )
+    outcome_schema = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='JSON Schema of what to extract from each call, e.g. {"type": "object", '
+        '"properties": {"appointment_booked": {"type": "boolean"}, "reason": {"type": '
+        '"string"}}}. Empty: no outcome.',
+    )
+    completion_webhook_url = models.URLField(
+        blank=True,
+        max_length=500,
+        help_text="POSTed when a call ends and again when its transcript is ready, "
+        "signed with the secret below.",
+    )
+    completion_webhook_secret = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="HMAC-SHA256 key for the X-Voiceagents-Signature header; made when empty.",
+    )
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -159,6 +198,18 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        from transcripts.outcome_schema import outcome_schema_errors
+
+        problems = outcome_schema_errors(self.outcome_schema) if self.outcome_schema else []
+        if problems:
+            raise ValidationError({"outcome_schema": problems})
+
+    def save(self, *args, **kwargs):
+        if self.completion_webhook_url and not self.completion_webhook_secret:
+            self.completion_webhook_secret = "whsec_" + secrets.token_urlsafe(32)
+        super().save(*args, **kwargs)
 
 
 def hash_token(raw_token: str) -> str:

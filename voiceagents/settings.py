@@ -171,8 +171,33 @@ WHITENOISE_USE_FINDERS = DEBUG
 STATIC_ROOT = Path(env("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every request otherwise
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Call recordings: local files under VAR_DIR (served only through the staff view, never by
+# a public URL), or an S3-compatible bucket when RECORDINGS_S3_BUCKET is set.
+RECORDINGS_DIR = Path(env("RECORDINGS_DIR", str(VAR_DIR / "recordings")))
+RECORDINGS_S3_BUCKET = env("RECORDINGS_S3_BUCKET", "")
+RECORDINGS_STORAGE = (
+    {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": RECORDINGS_S3_BUCKET,
+            "endpoint_url": env("RECORDINGS_S3_ENDPOINT_URL", "") or None,
+            "region_name": env("RECORDINGS_S3_REGION", "") or None,
+            "access_key": env("RECORDINGS_S3_ACCESS_KEY_ID", "") or None,
+            "secret_key": env("RECORDINGS_S3_SECRET_ACCESS_KEY", "") or None,
+            "default_acl": "private",
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+    if RECORDINGS_S3_BUCKET
+    else {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(RECORDINGS_DIR), "base_url": None},
+    }
+)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "recordings": RECORDINGS_STORAGE,
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
@@ -192,6 +217,28 @@ OPENAI_BASE_URL = env("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/"
 TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", "")
 TWILIO_AUTH_TOKEN = secret("TWILIO_AUTH_TOKEN")
 TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", "https://api.twilio.com").rstrip("/")
+
+# --- After hangup: recording, transcript, summary, completion webhooks.
+TRANSCRIBE_DIARIZED_MODEL = env("TRANSCRIBE_DIARIZED_MODEL", "gpt-4o-transcribe-diarize")
+TRANSCRIBE_STANDARD_MODEL = env("TRANSCRIBE_STANDARD_MODEL", "gpt-4o-transcribe")
+SPEAKER_ID_MODEL = env("SPEAKER_ID_MODEL", "gpt-5-mini")
+SUMMARY_MODEL = env("SUMMARY_MODEL", SPEAKER_ID_MODEL)
+OPENAI_HTTP_TIMEOUT_S = env_float("OPENAI_HTTP_TIMEOUT_S", 300.0)
+# OpenAI takes at most 25 MB and about 1,400 s of audio per transcription request; longer
+# recordings are cut at silences into pieces of at most this length.
+TRANSCRIPTION_PIECE_MAX_S = env_float("TRANSCRIPTION_PIECE_MAX_S", 1200.0)
+# Twilio may answer 404 for a moment after the callback; 429 and 5xx are retried too.
+RECORDING_FETCH_FIRST_RETRY_S = env_float("RECORDING_FETCH_FIRST_RETRY_S", 2.0)
+RECORDING_FETCH_MAX_S = env_float("RECORDING_FETCH_MAX_S", 600.0)
+TWILIO_DELETE_RECORDINGS = env_bool("TWILIO_DELETE_RECORDINGS", False)
+RECORDING_RETENTION_DAYS = env_int("RECORDING_RETENTION_DAYS", 0)  # 0 keeps them
+OPENAI_RETRY_MAX_S = env_float("OPENAI_RETRY_MAX_S", 300.0)
+WEBHOOK_TIMEOUT_S = env_float("WEBHOOK_TIMEOUT_S", 10.0)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
+WEBHOOK_FIRST_RETRY_S = env_float("WEBHOOK_FIRST_RETRY_S", 10.0)
+CELERY_BEAT_SCHEDULE = {
+    "purge-old-recordings": {"task": "transcripts.tasks.purge_old_recordings", "schedule": 3600.0}
+}
 
 # --- Call behaviour.
 STREAM_TOKEN_MAX_AGE_S = env_int("STREAM_TOKEN_MAX_AGE_S", 120)
