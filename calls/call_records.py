@@ -73,3 +73,8 @@ def finalize_call(
         for name in USAGE_FIELDS:
             setattr(call, name, getattr(call, name) + usage.get(name, 0))
         call.save()
+        # After commit: the worker must see the finished row (and nothing is sent if the
+        # transaction rolls back).
+        from transcripts.tasks import call_completed
+
+        call_completed.delay_on_commit(call.pk)

@@ -44,6 +44,8 @@ class Call(models.Model):
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.RINGING)
     stream_sid = models.CharField(max_length=64, blank=True)
+    # Whether Twilio was asked to record it: a post-call transcript is then on its way.
+    recording_requested = models.BooleanField(default=False)
     started_at = models.DateTimeField(default=timezone.now)
     stream_connected_at = models.DateTimeField(null=True, blank=True)
     answered_at = models.DateTimeField(null=True, blank=True)

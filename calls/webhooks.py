@@ -6,7 +6,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from twilio.twiml.voice_response import Connect, VoiceResponse
+from twilio.twiml.voice_response import Connect, Start, VoiceResponse
 
 from calls.forms import IncomingCallForm
 from calls.models import Call, PhoneNumber
@@ -54,8 +54,11 @@ def incoming_call(request: HttpRequest) -> HttpResponse:
             "from_number": form.cleaned_data["From"],
             "to_number": to_number,
             "agent": phone.agent,
+            "recording_requested": phone.agent.record_calls,
         },
     )
+    if phone.agent.record_calls:
+        response.append(start_recording())
     token = make_stream_token(call_sid)
     connect = Connect(action=settings.PUBLIC_BASE_URL + "/twilio/stream-ended")
     stream = connect.stream(url=stream_url(token))
@@ -65,6 +68,22 @@ def incoming_call(request: HttpRequest) -> HttpResponse:
         "call %s from %s answered by agent %s", call_sid, form.cleaned_data["From"], phone.agent
     )
     return twiml(response)
+
+
+def start_recording() -> Start:
+    """<Start><Recording>: both sides in separate channels (caller first, agent second),
+    untrimmed so that segment times match the call's clock. TwiML's default would trim
+    silence and shift every timestamp."""
+    start = Start()
+    start.recording(
+        channels="dual",
+        trim="do-not-trim",
+        track="both",
+        recording_status_callback=settings.PUBLIC_BASE_URL + "/twilio/recording",
+        recording_status_callback_method="POST",
+        recording_status_callback_event="completed absent",
+    )
+    return start
 
 
 @csrf_exempt

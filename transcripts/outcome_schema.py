@@ -73,11 +73,7 @@ def _nullable(schema: dict) -> dict:
 
 
 def outcome_errors(schema: dict, outcome: Any) -> list[str]:
-    """Where an extracted outcome does not fit the agent's schema. Optional properties may
-    come back as null from the strict form: those are dropped before checking."""
-    if isinstance(outcome, dict):
-        required = set(schema.get("required") or [])
-        outcome = {k: v for k, v in outcome.items() if v is not None or k in required}
+    """Where an extracted outcome does not fit the agent's schema."""
     validator = Draft202012Validator(schema)
     return [
         f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"

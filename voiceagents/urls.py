@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from transcripts.webhooks import recording_status
 from voiceagents.health import healthz
 
 admin.site.site_header = "Voice agents"
@@ -10,5 +11,6 @@ admin.site.site_url = "/calls/"  # the admin's "View site" link: the staff call 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("twilio/recording", recording_status, name="twilio-recording"),
     path("", include("calls.urls")),
 ]
