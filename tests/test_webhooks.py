@@ -164,8 +164,9 @@ def test_unsupported_signature_algorithm_is_refused(client, agent):
 def test_twiml_connects_a_stream_with_a_token_for_the_call(client, agent):
     root = parse_twiml(post_voice(client, voice_params(CALL_SID)))
 
-    assert [child.tag for child in root] == ["Connect"]
-    connect = root[0]
+    # <Start><Recording> comes first (tests/post_call/test_recording_callback.py).
+    assert [child.tag for child in root] == ["Start", "Connect"]
+    connect = root[1]
     assert connect.get("action") == PUBLIC_BASE_URL + "/twilio/stream-ended"
     assert [child.tag for child in connect] == ["Stream"]
     stream = connect[0]

@@ -20,6 +20,7 @@ WINDOW_S = 0.02  # energy is measured in 20 ms windows, one Twilio media frame
 SPEECH_DBFS = -45.0  # a window louder than this holds speech (µ-law silence is -inf)
 # One side must be this much louder than the other for a stretch to count as theirs.
 DOMINANCE_DB = 6.0
+SILENCE_FLOOR_DB = -120.0  # digital silence, instead of -inf, so levels can be compared
 
 
 class AudioError(ValueError):
@@ -97,7 +98,7 @@ def window_levels(signal: np.ndarray, rate: int) -> np.ndarray:
     windows = signal[: count * size].reshape(count, size).astype(np.float64)
     rms = np.sqrt(np.mean(np.square(windows), axis=1))
     with np.errstate(divide="ignore"):
-        return 20 * np.log10(rms)
+        return np.maximum(20 * np.log10(rms), SILENCE_FLOOR_DB)
 
 
 def speech_spans(

@@ -72,7 +72,7 @@ def clean_first_name(raw: object) -> str | None:
     """A first name fit to label transcript lines, or None."""
     if not isinstance(raw, str):
         return None
-    words = re.findall(r"[^\W\d_][^\W\d_'’-]*", raw.strip())
+    words = re.findall(r"[^\W\d_](?:[^\W\d_]|['’-](?=[^\W\d_]))*", raw.strip())
     if not words or len(words[0]) > 40:
         return None
     return words[0][:1].upper() + words[0][1:]
