@@ -29,6 +29,22 @@ class AgentAdmin(admin.ModelAdmin):
         ),
         ("Audio", {"fields": ["noise_reduction", "input_transcription_model"]}),
         ("Tools", {"fields": ["tools"]}),
+        (
+            "After the call",
+            {
+                "fields": [
+                    "record_calls",
+                    "transcript_mode",
+                    "transcript_vocabulary",
+                    "outcome_schema",
+                    "completion_webhook_url",
+                    "completion_webhook_secret",
+                ],
+                "description": "Recorded calls get a post-call transcript with named "
+                "speakers, a summary and the outcome below; the webhook receives each call "
+                "when it ends and again when its transcript is ready.",
+            },
+        ),
     ]
 
 

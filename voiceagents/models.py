@@ -199,17 +199,17 @@ class Agent(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs):
+        if self.completion_webhook_url and not self.completion_webhook_secret:
+            self.completion_webhook_secret = "whsec_" + secrets.token_urlsafe(32)
+        super().save(*args, **kwargs)
+
     def clean(self) -> None:
         from transcripts.outcome_schema import outcome_schema_errors
 
         problems = outcome_schema_errors(self.outcome_schema) if self.outcome_schema else []
         if problems:
             raise ValidationError({"outcome_schema": problems})
-
-    def save(self, *args, **kwargs):
-        if self.completion_webhook_url and not self.completion_webhook_secret:
-            self.completion_webhook_secret = "whsec_" + secrets.token_urlsafe(32)
-        super().save(*args, **kwargs)
 
 
 def hash_token(raw_token: str) -> str:
