@@ -36,8 +36,9 @@ def resource_url(recording: Recording) -> str:
     return media_url(recording).removesuffix(".wav") + ".json"
 
 
-def auth() -> tuple[str, str]:
-    return (settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN)
+def auth(recording: Recording) -> tuple[str, str]:
+    # The callback that named this account was signed with our auth token.
+    return (settings.TWILIO_ACCOUNT_SID or recording.account_sid, settings.TWILIO_AUTH_TOKEN)
 
 
 def backoff_s(attempt: int, first_s: float) -> float:
@@ -58,7 +59,9 @@ def fetch(recording: Recording) -> FetchOutcome:
     problem, retry_after = "", None
     try:
         with httpx.Client(timeout=60.0, trust_env=False, follow_redirects=True) as http:
-            response = http.get(media_url(recording), params={"RequestedChannels": 2}, auth=auth())
+            response = http.get(
+                media_url(recording), params={"RequestedChannels": 2}, auth=auth(recording)
+            )
     except httpx.HTTPError as exc:
         problem, retryable = f"download failed: {exc!r}", True
     else:
@@ -115,7 +118,7 @@ def delete_from_twilio(recording: Recording) -> None:
     is logged and kept on the row; our copy is safe either way."""
     try:
         with httpx.Client(timeout=30.0, trust_env=False) as http:
-            response = http.delete(resource_url(recording), auth=auth())
+            response = http.delete(resource_url(recording), auth=auth(recording))
     except httpx.HTTPError as exc:
         recording.error = f"could not delete the recording at Twilio: {exc!r}"
     else:

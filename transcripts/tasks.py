@@ -13,6 +13,7 @@ import uuid
 from datetime import timedelta
 
 import httpx
+import orjson
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
@@ -27,6 +28,17 @@ from voiceagents.log_context import current_call_sid
 log = logging.getLogger(__name__)
 
 
+def existing_call(call_id: int) -> Call | None:
+    """The call a task is about; a call deleted since the task was queued ends it quietly
+    (one call's leftovers must not make noise in another's work)."""
+    call = Call.objects.select_related("agent").filter(pk=call_id).first()
+    if call is None:
+        log.warning("call %s is gone: task skipped", call_id)
+    else:
+        current_call_sid.set(call.sid)
+    return call
+
+
 # --- the recording --------------------------------------------------------------------
 
 
@@ -35,8 +47,11 @@ def process_recording(self, recording_id: int) -> None:
     """Download a completed recording; then transcribe it."""
     with transaction.atomic():
         recording = (
-            Recording.objects.select_for_update().select_related("call").get(pk=recording_id)
-        )
+            Recording.objects.select_for_update().select_related("call").filter(pk=recording_id)
+        ).first()
+        if recording is None:
+            log.warning("recording %s is gone (call deleted?): nothing to do", recording_id)
+            return
         current_call_sid.set(recording.call.sid)
         if recording.state != Recording.State.PENDING:
             return  # a redelivered message: the work is done or given up
@@ -61,7 +76,14 @@ def start_transcript(recording: Recording) -> Transcript:
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
 def transcribe_recording(self, transcript_id: int, first_try_at: float | None = None) -> None:
-    transcript = Transcript.objects.select_related("call__agent", "recording").get(pk=transcript_id)
+    transcript = (
+        Transcript.objects.select_related("call__agent", "recording")
+        .filter(pk=transcript_id)
+        .first()
+    )
+    if transcript is None:
+        log.warning("transcript %s is gone (call deleted?): nothing to do", transcript_id)
+        return
     current_call_sid.set(transcript.call.sid)
     if transcript.status != Transcript.Status.RUNNING:
         return
@@ -110,8 +132,9 @@ def fail_transcript(transcript: Transcript, error: str) -> None:
 def after_transcript(call_id: int, transcript_id: int | None) -> None:
     """Summary and outcome (from the post-call transcript, else the live one), then the
     transcript.ready webhook, then the optional deletion at Twilio."""
-    call = Call.objects.select_related("agent").get(pk=call_id)
-    current_call_sid.set(call.sid)
+    call = existing_call(call_id)
+    if call is None:
+        return
     transcript = current_transcript(call)
     try:
         summary.summarise(call, transcript)
@@ -159,8 +182,9 @@ def rerun_pipeline(call: Call, requested_by: str) -> str:
 def call_completed(call_id: int) -> None:
     """When a call ends: the call.completed webhook; and when no recording is coming, the
     summary from the live transcript right away."""
-    call = Call.objects.select_related("agent").get(pk=call_id)
-    current_call_sid.set(call.sid)
+    call = existing_call(call_id)
+    if call is None:
+        return
     notify(call, WebhookDelivery.Event.CALL_COMPLETED)
     if not call.recording_requested or call.answered_at is None:
         after_transcript.delay(call.pk, None)
@@ -177,12 +201,12 @@ def notify(call: Call, event: str) -> None:
 @shared_task(acks_late=True)
 def deliver_webhook(call_id: int, event: str, body: str, attempt: int) -> None:
     """One attempt; a retryable failure schedules the next with exponential backoff."""
-    call = Call.objects.select_related("agent").get(pk=call_id)
-    current_call_sid.set(call.sid)
+    call = existing_call(call_id)
+    if call is None:
+        return
     agent = call.agent
     if agent is None or not agent.completion_webhook_url:
         return
-    import orjson
 
     event_id = orjson.loads(body)["event_id"]
     row = WebhookDelivery(

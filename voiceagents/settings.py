@@ -146,12 +146,14 @@ TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
 # Celery: Redis when given, else a filesystem broker so the embedded worker needs no server.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
+# The embedded broker's folder: the web process and the worker must share it.
+CELERY_BROKER_DIR = Path(env("CELERY_BROKER_DIR", str(VAR_DIR)))
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {
-        "data_folder_in": str(VAR_DIR / "celery-broker"),
-        "data_folder_out": str(VAR_DIR / "celery-broker"),
-        "processed_folder": str(VAR_DIR / "celery-processed"),
-        "control_folder": str(VAR_DIR / "celery-control"),  # else ./control in the cwd
+        "data_folder_in": str(CELERY_BROKER_DIR / "celery-broker"),
+        "data_folder_out": str(CELERY_BROKER_DIR / "celery-broker"),
+        "processed_folder": str(CELERY_BROKER_DIR / "celery-processed"),
+        "control_folder": str(CELERY_BROKER_DIR / "celery-control"),  # else ./control in cwd
         "store_processed": False,
     }
     if CELERY_BROKER_URL == "filesystem://"
