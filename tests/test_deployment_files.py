@@ -18,7 +18,7 @@ def compose() -> dict:
 
 def test_every_service_is_there_with_a_health_check(compose):
     services = compose["services"]
-    assert set(services) == {"db", "redis", "migrate", "web", "worker"}
+    assert set(services) == {"db", "redis", "migrate", "web", "worker", "beat"}
     for name in ("db", "redis", "web", "worker"):
         assert services[name]["healthcheck"]["test"], name
 
@@ -47,6 +47,15 @@ def test_worker_runs_celery_against_the_app(compose):
     command = compose["services"]["worker"]["command"]
     assert command[:5] == ["python", "-m", "celery", "-A", "voiceagents"]
     assert "worker" in command
+
+
+def test_one_beat_scheduler_and_a_recordings_volume_shared_by_web_and_worker(compose):
+    beat = compose["services"]["beat"]
+    assert beat["command"][:6] == ["python", "-m", "celery", "-A", "voiceagents", "beat"]
+    assert "deploy" not in beat  # never scaled: two schedulers would purge twice
+    for name in ("web", "worker"):
+        assert "recordings:/app/var/recordings" in compose["services"][name]["volumes"]
+    assert "recordings" in compose["volumes"]
 
 
 def test_env_example_names_only_settings_the_app_reads():
