@@ -162,3 +162,60 @@ class DaphneProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.log_file.close()
+
+
+class CeleryWorker:
+    """`celery -A voiceagents worker` as `scripts/run` and docker-compose start it, on the
+    test database, with `env` naming the broker and the fakes' URLs."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, ready_within_s: float = 30.0):
+        self.log_path = log_path
+        full_env = {
+            **os.environ,
+            "DEBUG": "true",
+            "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
+            "TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID,
+            "OPENAI_API_KEY": TEST_OPENAI_KEY,
+            "LOG_LEVEL": "INFO",
+            **env,
+        }
+        self.log_file = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "voiceagents",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "2",
+                "--without-gossip",
+                "--without-mingle",
+                "--hostname",
+                f"test-{os.getpid()}-{free_port()}@%h",
+            ],
+            cwd=ROOT,
+            env=full_env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + ready_within_s
+        while "ready." not in self.log():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the Celery worker did not start:\n{self.log()}")
+            time.sleep(0.1)
+
+    def log(self) -> str:
+        self.log_file.flush()
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        self.process.terminate()  # warm shutdown: finishes the task at hand
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log_file.close()
