@@ -260,3 +260,21 @@ def purge_old_recordings() -> int:
     if purged:
         log.info("purged %d recordings older than %d days", purged, days)
     return purged
+
+
+@shared_task
+def summarise_calls_without_recording() -> int:
+    """A call that asked for a recording but whose callback never came (Twilio could not
+    reach us, or recording failed silently) still gets its summary from the live
+    transcript, an hour after it ended."""
+    cutoff = timezone.now() - timedelta(seconds=settings.RECORDING_CALLBACK_WAIT_S)
+    calls = Call.objects.filter(
+        recording_requested=True,
+        answered_at__isnull=False,
+        ended_at__lt=cutoff,
+        recordings__isnull=True,
+        summary__isnull=True,
+    ).values_list("pk", flat=True)[:500]
+    for call_id in calls:
+        after_transcript.delay(call_id, None)
+    return len(calls)

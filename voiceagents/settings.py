@@ -238,8 +238,14 @@ OPENAI_RETRY_MAX_S = env_float("OPENAI_RETRY_MAX_S", 300.0)
 WEBHOOK_TIMEOUT_S = env_float("WEBHOOK_TIMEOUT_S", 10.0)
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 8)
 WEBHOOK_FIRST_RETRY_S = env_float("WEBHOOK_FIRST_RETRY_S", 10.0)
+# A recording callback that has not come this long after the call ended is not coming.
+RECORDING_CALLBACK_WAIT_S = env_float("RECORDING_CALLBACK_WAIT_S", 3600.0)
 CELERY_BEAT_SCHEDULE = {
-    "purge-old-recordings": {"task": "transcripts.tasks.purge_old_recordings", "schedule": 3600.0}
+    "purge-old-recordings": {"task": "transcripts.tasks.purge_old_recordings", "schedule": 3600.0},
+    "summarise-calls-without-recording": {
+        "task": "transcripts.tasks.summarise_calls_without_recording",
+        "schedule": 900.0,
+    },
 }
 
 # --- Call behaviour.
