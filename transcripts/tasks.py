@@ -16,7 +16,6 @@ import httpx
 import orjson
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from calls.models import Call
@@ -44,18 +43,16 @@ def existing_call(call_id: int) -> Call | None:
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
 def process_recording(self, recording_id: int) -> None:
-    """Download a completed recording; then transcribe it."""
-    with transaction.atomic():
-        recording = (
-            Recording.objects.select_for_update().select_related("call").filter(pk=recording_id)
-        ).first()
-        if recording is None:
-            log.warning("recording %s is gone (call deleted?): nothing to do", recording_id)
-            return
-        current_call_sid.set(recording.call.sid)
-        if recording.state != Recording.State.PENDING:
-            return  # a redelivered message: the work is done or given up
-        outcome = recording_fetch.fetch(recording)
+    """Download a completed recording; then transcribe it. No transaction is held over
+    the download: on SQLite that would lock out the web process's writes meanwhile."""
+    recording = Recording.objects.select_related("call").filter(pk=recording_id).first()
+    if recording is None:
+        log.warning("recording %s is gone (call deleted?): nothing to do", recording_id)
+        return
+    current_call_sid.set(recording.call.sid)
+    if recording.state != Recording.State.PENDING:
+        return  # a redelivered message: the work is done or given up
+    outcome = recording_fetch.fetch(recording)
     if outcome.retry_in_s is not None:
         raise self.retry(countdown=outcome.retry_in_s)
     if not outcome.stored:
