@@ -106,7 +106,26 @@ def speech_spans(
 ) -> list[tuple[float, float]]:
     """(start, end) seconds of speech in one channel, split at silences of at least
     `min_silence_s`: the utterances of one speaker."""
-    voiced = window_levels(signal, rate) > SPEECH_DBFS
+    return _spans(window_levels(signal, rate) > SPEECH_DBFS, min_silence_s, min_speech_s)
+
+
+def own_speech_spans(
+    audio: Audio, channel: int, *, min_silence_s: float = 0.5, min_speech_s: float = 0.1
+) -> list[tuple[float, float]]:
+    """Like speech_spans, but a window where the other channel is DOMINANCE_DB louder is
+    the other side's voice leaking in (line echo), not this side speaking."""
+    own = window_levels(audio.channel(channel), audio.rate)
+    if audio.channels < 2:
+        return _spans(own > SPEECH_DBFS, min_silence_s, min_speech_s)
+    other_channel = AGENT_CHANNEL if channel == CALLER_CHANNEL else CALLER_CHANNEL
+    other = window_levels(audio.channel(other_channel), audio.rate)
+    voiced = (own > SPEECH_DBFS) & (own > other - DOMINANCE_DB)
+    return _spans(voiced, min_silence_s, min_speech_s)
+
+
+def _spans(
+    voiced: np.ndarray, min_silence_s: float, min_speech_s: float
+) -> list[tuple[float, float]]:
     spans: list[tuple[float, float]] = []
     start = None
     quiet = 0

@@ -70,10 +70,17 @@ def transcribe(
 ) -> TranscriptionResult:
     """POST /audio/transcriptions. `fields` are the form fields besides file and model
     (repeated names such as known_speaker_names[] stay in order)."""
+    form: dict[str, str | list[str]] = {"model": model}
+    for name, value in fields:
+        if name.endswith("[]"):  # repeated fields go as lists, in order
+            form.setdefault(name, [])
+            form[name].append(value)  # type: ignore[union-attr]
+        else:
+            form[name] = value
     try:
         response = http.post(
             "/audio/transcriptions",
-            data=[("model", model), *fields],  # type: ignore[arg-type]
+            data=form,
             files={"file": ("audio.wav", wav, "audio/wav")},
         )
     except httpx.HTTPError as exc:

@@ -150,9 +150,7 @@ def utterances(audio: Audio, agent_ch: int) -> list[tuple[int, float, float]]:
     found = []
     limit = piece_seconds(audio)
     for channel in range(1, min(audio.channels, 2) + 1):
-        spans = audio_lib.speech_spans(
-            audio.channel(channel), audio.rate, min_silence_s=UTTERANCE_SILENCE_S
-        )
+        spans = audio_lib.own_speech_spans(audio, channel, min_silence_s=UTTERANCE_SILENCE_S)
         for start, end in spans:
             while end - start > limit:  # a monologue longer than one request takes
                 found.append((channel, start, start + limit))

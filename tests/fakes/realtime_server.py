@@ -104,6 +104,9 @@ class RealtimeScript:
     session_max_ms: int | None = None  # then the real "session expired" error and close
     reject_status: int | None = None  # refuse the handshake with this HTTP status
     api_key: str = "sk-test"  # expected bearer token; anything else gets 401
+    # A tests.fakes.voices.VoiceBank: replies then take their tone from it, so the fake
+    # transcription endpoint can tell what the agent said in a recording.
+    voice_bank: Any = None
 
 
 # --- what tests inspect ---------------------------------------------------------------
@@ -951,9 +954,12 @@ class _SessionRunner:
             "response.content_part.added", **fields, part={"type": "audio", "transcript": ""}
         )
         codec = _codec(response.output_format)
+        bank = self.script.voice_bank
         audio_bytes = reply_audio(
             response.output_format["type"],
-            reply_tone_hz(self.session.index, response.number),
+            bank.say("agent", reply.text, reply.audio_ms)
+            if bank is not None
+            else reply_tone_hz(self.session.index, response.number),
             reply.audio_ms,
         )
         self.item_audio_ms[item_id] = 0
