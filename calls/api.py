@@ -48,19 +48,65 @@ def call_summary(call: Call) -> dict:
     }
 
 
-def call_detail(call: Call) -> dict:
-    return call_summary(call) | {
-        "turns": [
-            {
-                "speaker": turn.speaker,
-                "text": turn.text,
-                "started_ms": turn.started_ms,
-                "interrupted": turn.interrupted,
-                "item_id": turn.item_id,
-            }
-            for turn in call.turns.all()
-        ]
+def post_call_detail(call: Call) -> dict:
+    """The recording, the post-call transcript (the newest completed run), summary and
+    outcome; nulls while they are not there (or never will be)."""
+    from transcripts.selectors import current_recording, current_transcript
+
+    recording = current_recording(call)
+    transcript = current_transcript(call)
+    summary = getattr(call, "summary", None)
+    return {
+        "recording": None
+        if recording is None
+        else {
+            "sid": recording.sid,
+            "status": recording.state,
+            "channels": recording.channels,
+            "duration_s": recording.duration_s,
+        },
+        "transcript": None
+        if transcript is None
+        else {
+            "status": transcript.status,
+            "mode": transcript.mode,
+            "model": transcript.model,
+            "method": transcript.method,
+            "agent_speaker": transcript.agent_label,
+            "caller_name": transcript.caller_name or None,
+            "lines": [
+                {
+                    "speaker": segment["speaker"],
+                    "name": segment.get("name", ""),
+                    "start_s": segment["start"],
+                    "end_s": segment["end"],
+                    "text": segment["text"],
+                }
+                for segment in transcript.segments
+            ],
+        },
+        "summary": (summary.summary or None) if summary else None,
+        "outcome": summary.outcome if summary else None,
     }
+
+
+def call_detail(call: Call) -> dict:
+    return (
+        call_summary(call)
+        | post_call_detail(call)
+        | {
+            "turns": [
+                {
+                    "speaker": turn.speaker,
+                    "text": turn.text,
+                    "started_ms": turn.started_ms,
+                    "interrupted": turn.interrupted,
+                    "item_id": turn.item_id,
+                }
+                for turn in call.turns.all()
+            ]
+        }
+    )
 
 
 def _bounded_int(raw: str | None, default: int, upper: int) -> int | None:

@@ -276,7 +276,7 @@ def test_detail_of_unknown_call_is_404(client, existing_call, raw):
 # Reachable without any proof: the load balancer's probe and the admin login form itself.
 PUBLIC = {"healthz", "admin:login"}
 # Proven by Twilio's request signature instead (tests/test_webhooks.py).
-TWILIO_SIGNED = {"twilio-voice", "twilio-stream-ended"}
+TWILIO_SIGNED = {"twilio-voice", "twilio-stream-ended", "twilio-recording"}
 
 
 def walk(patterns, prefix="", namespace=""):
