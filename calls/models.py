@@ -69,6 +69,8 @@ class Call(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        permissions = [("hang_up_call", "Can end a live call")]
+        indexes = [models.Index(fields=["-started_at", "-id"], name="call_newest_first")]
 
     def __str__(self) -> str:
         return f"{self.sid} {self.from_number} → {self.to_number}"

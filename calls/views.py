@@ -1,19 +1,23 @@
-"""Staff pages: recent calls, and one call's live transcript with a hang-up button."""
+"""Staff pages: the call list with search, one call's live and post-call transcripts, and
+the hang-up request. Every view checks Django model permissions (voiceagents.access)."""
 
 import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from calls.models import Call
+from transcripts.review import review_context
+from transcripts.search import CallFilterForm, filter_calls
+from voiceagents.access import staff_permission_required
 
 log = logging.getLogger(__name__)
+PAGE_SIZE = 50
 
 
 def call_group(call_sid: str) -> str:
@@ -21,27 +25,34 @@ def call_group(call_sid: str) -> str:
     return f"call.{call_sid}"
 
 
-@staff_member_required
+@staff_permission_required("calls.view_call")
 def call_list(request: HttpRequest) -> HttpResponse:
-    calls = Call.objects.select_related("agent").order_by("-started_at", "-id")
-    page = Paginator(calls, 50).get_page(request.GET.get("page"))
-    return render(request, "calls/call_list.html", {"page": page})
+    form = CallFilterForm(request.GET)
+    page = Paginator(filter_calls(form), PAGE_SIZE).get_page(request.GET.get("page"))
+    filters = request.GET.copy()
+    filters.pop("page", None)
+    return render(
+        request,
+        "calls/call_list.html",
+        {"page": page, "form": form, "filters": filters.urlencode()},
+    )
 
 
-@staff_member_required
+@staff_permission_required("calls.view_call")
 def call_detail(request: HttpRequest, sid: str) -> HttpResponse:
     call = get_object_or_404(Call.objects.select_related("agent"), sid=sid)
-    return render(request, "calls/call_detail.html", {"call": call, "turns": call.turns.all()})
+    context = {"call": call, "turns": call.turns.all()} | review_context(call, request.user)
+    return render(request, "calls/call_detail.html", context)
 
 
-@staff_member_required
+@staff_permission_required("calls.view_call")
 def call_turns(request: HttpRequest, sid: str) -> HttpResponse:
     """The transcript fragment the live page polls; turns live in the shared database."""
     call = get_object_or_404(Call, sid=sid)
     return render(request, "calls/_turns.html", {"call": call, "turns": call.turns.all()})
 
 
-@staff_member_required
+@staff_permission_required("calls.view_call", "calls.hang_up_call")
 @require_POST
 def hang_up(request: HttpRequest, sid: str) -> HttpResponse:
     call = get_object_or_404(Call, sid=sid)

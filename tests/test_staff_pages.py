@@ -7,6 +7,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 
@@ -21,6 +22,9 @@ SID = "CA" + "c" * 32
 @pytest.fixture
 def staff_client() -> Client:
     user = get_user_model().objects.create_user("reviewer", password="pw", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_call", "hang_up_call"])
+    )
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
     return client

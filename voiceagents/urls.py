@@ -1,7 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from transcripts.webhooks import recording_status
 from voiceagents.health import healthz
 
 admin.site.site_header = "Voice agents"
@@ -11,6 +10,7 @@ admin.site.site_url = "/calls/"  # the admin's "View site" link: the staff call 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
-    path("twilio/recording", recording_status, name="twilio-recording"),
+    # Before calls.urls: "calls/export.csv" would otherwise match "calls/<sid>/".
+    path("", include("transcripts.urls")),
     path("", include("calls.urls")),
 ]

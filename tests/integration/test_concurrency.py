@@ -7,7 +7,7 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from tests.fakes.realtime_server import Reply
@@ -111,6 +111,9 @@ async def test_ten_calls_at_once_all_complete(agent, realtime, caller_for):
 @sync_to_async
 def staff_session_cookie() -> str:
     staff = User.objects.create_user("reviewer", password="unused-pw-123", is_staff=True)
+    staff.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_call", "hang_up_call"])
+    )
     client = Client()
     client.force_login(staff)
     return client.cookies[settings.SESSION_COOKIE_NAME].value

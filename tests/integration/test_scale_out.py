@@ -11,6 +11,7 @@ import httpx
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 
 from calls.models import Call
 from tests.fakes.realtime_server import Reply
@@ -48,7 +49,10 @@ def two_apps(request, django_db_setup, django_db_blocker, realtime_server):
 
 @database_sync_to_async
 def make_staff_user(username: str) -> None:
-    get_user_model().objects.create_user(username, password=STAFF_PASSWORD, is_staff=True)
+    user = get_user_model().objects.create_user(username, password=STAFF_PASSWORD, is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_call", "hang_up_call"])
+    )
 
 
 @database_sync_to_async
