@@ -154,6 +154,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "data_folder_out": str(CELERY_BROKER_DIR / "celery-broker"),
         "processed_folder": str(CELERY_BROKER_DIR / "celery-processed"),
         "control_folder": str(CELERY_BROKER_DIR / "celery-control"),  # else ./control in cwd
+        # The worker looks for new tasks this often (kombu's default is 1 s per hop).
+        "polling_interval": 0.2,
         "store_processed": False,
     }
     if CELERY_BROKER_URL == "filesystem://"

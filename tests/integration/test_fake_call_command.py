@@ -1,39 +1,77 @@
-"""`manage.py fake_call`, the README's way to try the app: it places a call into a running
-app and prints the stored call, with both sides' turns."""
+"""`manage.py fake_call`, the README's way to try the app: with the app started as
+`scripts/run --fakes` starts it (Daphne and a Celery worker on the embedded broker,
+pointed at the ports where the command starts its fakes), it places a call, plays the
+recording callback, waits for the worker and prints the named transcript and the call."""
 
 import orjson
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from calls.models import Call
-from tests.fakes.realtime_server import Reply
-from tests.integration.conftest import script
-from tests.live import TEST_AUTH_TOKEN
+from tests.integration.conftest import start_app
+from tests.live import (
+    TEST_AUTH_TOKEN,
+    TEST_OPENAI_KEY,
+    CeleryWorker,
+    database_url_of_test_db,
+    free_port,
+)
+from transcripts.selectors import current_transcript
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_fake_call_stores_a_call_with_both_sides(app_server, realtime, settings, capsys):
-    # The command signs as the app expects; the app under test runs with the test token.
-    settings.TWILIO_AUTH_TOKEN = TEST_AUTH_TOKEN
-    settings.PUBLIC_BASE_URL = app_server.base_url
-    realtime.script_for_next_connection = script(
-        replies=[
-            Reply(text="Hello, you have reached the bakery.", audio_ms=1500),
-            Reply(text="We open at eight in the morning and close at six.", audio_ms=5000),
-            Reply(text="Yes, we deliver.", audio_ms=1000),
-        ],
-        caller_transcripts=["When are you open?", "Do you deliver?"],
+@pytest.fixture(scope="module")
+def demo_app(django_db_setup, django_db_blocker, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fake-call")
+    ports = {"openai_port": free_port(), "twilio_port": free_port()}
+    env = {
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{ports['openai_port']}/v1",
+        "TWILIO_API_BASE_URL": f"http://127.0.0.1:{ports['twilio_port']}",
+        "RECORDINGS_DIR": str(tmp / "recordings"),
+        "CELERY_BROKER_URL": "filesystem://",
+        "CELERY_BROKER_DIR": str(tmp / "broker"),
+        "RECORDING_FETCH_FIRST_RETRY_S": "0.5",
+    }
+    app = start_app(env, "fake-call")
+    worker = CeleryWorker(
+        {"DATABASE_URL": database_url_of_test_db(), **env}, tmp / "fake-call-worker.log"
     )
+    yield app, worker, ports
+    worker.stop()
+    app.stop()
 
-    # The app already talks to the session's fake OpenAI server, so the command uses it.
-    call_command("fake_call", app_url=app_server.base_url, no_fake_openai=True)
+
+def test_fake_call_prints_the_named_transcript_and_the_call(demo_app, settings, capsys):
+    app, _, ports = demo_app
+    # The command signs and checks keys as the app expects: the app runs with test secrets.
+    settings.TWILIO_AUTH_TOKEN = TEST_AUTH_TOKEN
+    settings.OPENAI_API_KEY = TEST_OPENAI_KEY
+    settings.PUBLIC_BASE_URL = app.base_url
+
+    call_command("fake_call", app_url=app.base_url, transcript_timeout=60, **ports)
 
     printed = capsys.readouterr().out
+    assert "Worker: downloading" in printed or "Worker: transcribing" in printed
+    assert "] Maria: Hi, this is Maria. When are you open?" in printed, printed
+    assert "] Demo bakery: Hello, you have reached the bakery." in printed
+    assert "Summary: " in printed and "Outcome: question_answered" in printed
     body = orjson.loads(printed[printed.index("{") :])
     assert body["completion_reason"] == "caller_hangup"
     assert [t["speaker"] for t in body["turns"]][:3] == ["agent", "caller", "agent"]
-    assert "When are you open?" in [t["text"] for t in body["turns"]]
     assert any(t["interrupted"] for t in body["turns"])  # the demo caller barges in
+    assert body["transcript"]["caller_name"] == "Maria"
+    assert body["recording"]["channels"] == 2
     stored = Call.objects.get(sid=body["sid"])
-    assert stored.turns.count() == len(body["turns"])
+    assert current_transcript(stored).caller_name == "Maria"
+
+
+def test_fake_call_says_what_is_wrong_when_the_app_uses_other_servers(demo_app, settings):
+    app, _, ports = demo_app
+    settings.TWILIO_AUTH_TOKEN = TEST_AUTH_TOKEN
+    settings.OPENAI_API_KEY = TEST_OPENAI_KEY
+    settings.PUBLIC_BASE_URL = app.base_url
+    wrong = {"openai_port": free_port(), "twilio_port": ports["twilio_port"]}
+    with pytest.raises(CommandError, match="OPENAI_BASE_URL"):
+        call_command("fake_call", app_url=app.base_url, no_recording=True, **wrong)
