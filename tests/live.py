@@ -168,7 +168,15 @@ class CeleryWorker:
     """`celery -A voiceagents worker` as `scripts/run` and docker-compose start it, on the
     test database, with `env` naming the broker and the fakes' URLs."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, ready_within_s: float = 30.0):
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        pool: str = "prefork",
+        concurrency: int = 2,
+        ready_within_s: float = 30.0,
+    ):
         self.log_path = log_path
         full_env = {
             **os.environ,
@@ -190,8 +198,10 @@ class CeleryWorker:
                 "worker",
                 "--loglevel",
                 "INFO",
+                "--pool",
+                pool,
                 "--concurrency",
-                "2",
+                str(concurrency),
                 "--without-gossip",
                 "--without-mingle",
                 "--hostname",
