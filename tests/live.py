@@ -86,7 +86,51 @@ class BackgroundLoop:
         self.thread.join(5)
 
 
-class DaphneProcess:
+def app_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment an app process under test runs with: test secrets, then `env`."""
+    return {
+        **os.environ,
+        "DEBUG": "true",
+        "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
+        "TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID,
+        "OPENAI_API_KEY": TEST_OPENAI_KEY,
+        "LOG_LEVEL": "INFO",
+        **env,
+    }
+
+
+class AppProcess:
+    """A process of the app (`python -m …`) with its output in a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self.log_file = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", *args],
+            cwd=ROOT,
+            env=app_env(env),
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        self.log_file.flush()
+        return self.log_path.read_text()
+
+    def stop(self, wait_s: float = 10) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log_file.close()
+
+
+class DaphneProcess(AppProcess):
     """`daphne voiceagents.asgi:application` (or another ASGI app) on a free loopback
     port, announcing that address as its public base URL unless `env` says otherwise."""
 
@@ -101,39 +145,12 @@ class DaphneProcess:
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        full_env = {
-            **os.environ,
-            "DEBUG": "true",
-            "PUBLIC_BASE_URL": self.base_url,
-            "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
-            "TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID,
-            "OPENAI_API_KEY": TEST_OPENAI_KEY,
-            "LOG_LEVEL": "INFO",
-            **env,
-        }
-        self.log_file = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                asgi_app,
-            ],
-            cwd=ROOT,
-            env=full_env,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
+        super().__init__(
+            ["daphne", "-b", "127.0.0.1", "-p", str(self.port), asgi_app],
+            {"PUBLIC_BASE_URL": self.base_url, **env},
+            log_path,
         )
         self._wait_ready(ready_within_s, require_healthy=require_healthy)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
 
     def _wait_ready(self, timeout: float, *, require_healthy: bool = True) -> None:
         """Until /healthz answers 200 (or answers at all, for an app started on purpose
@@ -151,20 +168,8 @@ class DaphneProcess:
             time.sleep(0.1)
         raise RuntimeError(f"daphne did not become ready:\n{self.log()}")
 
-    def log(self) -> str:
-        self.log_file.flush()
-        return self.log_path.read_text()
 
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log_file.close()
-
-
-class CeleryWorker:
+class CeleryWorker(AppProcess):
     """`celery -A voiceagents worker` as `scripts/run` and docker-compose start it, on the
     test database, with `env` naming the broker and the fakes' URLs."""
 
@@ -177,40 +182,15 @@ class CeleryWorker:
         concurrency: int = 2,
         ready_within_s: float = 30.0,
     ):
-        self.log_path = log_path
-        full_env = {
-            **os.environ,
-            "DEBUG": "true",
-            "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
-            "TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID,
-            "OPENAI_API_KEY": TEST_OPENAI_KEY,
-            "LOG_LEVEL": "INFO",
-            **env,
-        }
-        self.log_file = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
+        super().__init__(
             [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "voiceagents",
-                "worker",
-                "--loglevel",
-                "INFO",
-                "--pool",
-                pool,
-                "--concurrency",
-                str(concurrency),
-                "--without-gossip",
-                "--without-mingle",
-                "--hostname",
-                f"test-{os.getpid()}-{free_port()}@%h",
+                *("celery", "-A", "voiceagents", "worker", "--loglevel", "INFO"),
+                *("--pool", pool, "--concurrency", str(concurrency)),
+                *("--without-gossip", "--without-mingle"),
+                *("--hostname", f"test-{os.getpid()}-{free_port()}@%h"),
             ],
-            cwd=ROOT,
-            env=full_env,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
+            env,
+            log_path,
         )
         deadline = time.monotonic() + ready_within_s
         while "ready." not in self.log():
@@ -218,14 +198,5 @@ class CeleryWorker:
                 raise RuntimeError(f"the Celery worker did not start:\n{self.log()}")
             time.sleep(0.1)
 
-    def log(self) -> str:
-        self.log_file.flush()
-        return self.log_path.read_text()
-
-    def stop(self) -> None:
-        self.process.terminate()  # warm shutdown: finishes the task at hand
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log_file.close()
+    def stop(self, wait_s: float = 20) -> None:  # warm shutdown finishes the task at hand
+        super().stop(wait_s)

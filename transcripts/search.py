@@ -3,6 +3,7 @@ number, agent, outcome, date and status. PostgreSQL answers word searches from G
 full-text indexes (migration 0002); SQLite, the embedded default, scans with LIKE."""
 
 import json
+import re
 from datetime import datetime, time
 
 from django import forms
@@ -16,6 +17,7 @@ from transcripts.models import Transcript
 from voiceagents.models import Agent
 
 TEXT_SEARCH_CONFIG = "english"
+PHONE_NUMBER = re.compile(r"\+?[\d\s().-]{3,}")
 
 
 class ToTsvector(Func):
@@ -87,11 +89,13 @@ def filter_calls(form: CallFilterForm) -> QuerySet[Call]:
         return calls.none()
     data = form.cleaned_data
     if q := data["q"].strip():
-        by_caller = Q(from_number__icontains=q) | Q(to_number__icontains=q)
-        by_name = Q(pk__in=Transcript.objects.filter(caller_name__iexact=q).values("call_id")) | Q(
-            agent__name__icontains=q
-        )
-        calls = calls.filter(by_caller | by_name | words_said(q))
+        if PHONE_NUMBER.fullmatch(q):
+            # A number is looked up as a number: no text search of every transcript.
+            digits = re.sub(r"\D", "", q)
+            calls = calls.filter(Q(from_number__contains=digits) | Q(to_number__contains=digits))
+        else:
+            named = Transcript.objects.filter(caller_name__iexact=q).values("call_id")
+            calls = calls.filter(Q(pk__in=named) | Q(agent__name__icontains=q) | words_said(q))
     if data["agent"]:
         calls = calls.filter(agent=data["agent"])
     if data["status"]:

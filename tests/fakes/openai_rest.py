@@ -34,13 +34,13 @@ import threading
 import time
 import wave
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
 import orjson
 
 from tests.fakes.realtime_server import FakeRealtimeServer, RealtimeScript
+from tests.fakes.threaded_http import QuietHandler, ThreadedHttpService
 from tests.fakes.voices import VoiceBank
 
 MAX_FILE_BYTES = 25 * 1024 * 1024
@@ -281,7 +281,7 @@ class FakeOpenAIRest:
         self.response_faults: list[int] = []
         self.delay_s = 0.0
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._service = ThreadedHttpService()
         self.port = 0
 
     # --- scripting ------------------------------------------------------------------
@@ -303,40 +303,21 @@ class FakeOpenAIRest:
     def start(self) -> None:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status, payload = fake.handle(self.path, dict(self.headers), body)
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self.answer(status, "application/json", payload)
 
             def do_GET(self):
-                payload = error_body(404, f"Invalid URL (GET {self.path})", None, None)
-                self.send_response(404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                message = f"Invalid URL (GET {self.path})"
+                self.answer(404, "application/json", error_body(404, message, None, None))
 
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._service.serve(Handler)
+        self.port = self._service.port
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._service.stop()
 
     def handle(self, path: str, headers: dict, body: bytes) -> tuple[int, bytes]:
         record: dict[str, Any] = {"path": path, "at": time.monotonic()}

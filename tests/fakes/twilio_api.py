@@ -27,7 +27,6 @@ import time
 import wave
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
@@ -35,6 +34,7 @@ import numpy as np
 import orjson
 
 from tests.fakes import audio
+from tests.fakes.threaded_http import QuietHandler, ThreadedHttpService
 from tests.fakes.twilio_caller import FakeTwilioCall
 
 RATE = audio.SAMPLE_RATE
@@ -251,7 +251,7 @@ class FakeTwilioApi:
         self.not_ready_for = 0  # default for recordings added later
         self.retry_after_s = 1
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._service: ThreadedHttpService | None = None
 
     @property
     def base_url(self) -> str:
@@ -287,41 +287,24 @@ class FakeTwilioApi:
     def start(self) -> None:
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def do_GET(self):
-                self._answer(*api.handle("GET", self.path, self.headers.get("Authorization")))
+                self.answer(*api.handle("GET", self.path, self.headers.get("Authorization")))
 
             def do_DELETE(self):
-                self._answer(*api.handle("DELETE", self.path, self.headers.get("Authorization")))
+                self.answer(*api.handle("DELETE", self.path, self.headers.get("Authorization")))
 
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self._answer(*api.handle("POST", self.path, self.headers.get("Authorization")))
+                self.answer(*api.handle("POST", self.path, self.headers.get("Authorization")))
 
-            def _answer(self, status: int, content_type: str, body: bytes, headers: dict):
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._service = ThreadedHttpService(self.host, self.port)
+        self._service.serve(Handler)
+        self.port = self._service.port
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        if self._service is not None:
+            self._service.stop()
 
     def _error(self, status: int, code: int, message: str, headers: dict | None = None):
         body = orjson.dumps(
