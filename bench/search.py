@@ -63,7 +63,7 @@ def seed(count: int) -> None:
     from django.utils import timezone
 
     from calls.models import Call, Turn
-    from transcripts.models import CallSummary, Transcript
+    from transcripts.models import CallSearch, CallSummary, Transcript
     from voiceagents.models import Agent
 
     have = Call.objects.count()
@@ -91,10 +91,11 @@ def seed(count: int) -> None:
             for i in range(first, min(count, first + batch))
         ]
         Call.objects.bulk_create(calls)
-        turns, transcripts, summaries = [], [], []
+        turns, transcripts, summaries, said = [], [], [], {}
         for call in calls:
             name = rng.choice(NAMES)
             lines = [sentence(rng, rng.randint(6, 14)) for _ in range(5)]
+            said[call.sid] = lines
             for index, text in enumerate(lines):
                 turns.append(
                     Turn(
@@ -126,6 +127,14 @@ def seed(count: int) -> None:
         Turn.objects.bulk_create(turns)
         Transcript.objects.bulk_create(transcripts)
         CallSummary.objects.bulk_create(summaries)
+        # The search documents, as transcripts.search.index_call writes them, in bulk.
+        CallSearch.objects.bulk_create(
+            CallSearch(
+                call=call,
+                text="\n".join([t.caller_name, call.agent.name, t.text, *said[call.sid]]),
+            )
+            for call, t in zip(calls, transcripts, strict=True)
+        )
         print(
             f"seeded {first + len(calls)} calls ({time.monotonic() - started:.0f} s)",
             file=sys.stderr,
@@ -134,6 +143,9 @@ def seed(count: int) -> None:
 
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE transcripts_callsearch SET document = to_tsvector('english', text)"
+            )
             cursor.execute("ANALYZE")
 
 

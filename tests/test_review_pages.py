@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from tests.factories import make_agent, make_call, make_turn
 from transcripts.models import CallSummary, Recording, Transcript, WebhookDelivery
+from transcripts.search import index_call
 
 pytestmark = pytest.mark.django_db
 
@@ -164,6 +165,7 @@ def reviewed_call():
         status_code=200,
         ok=True,
     )
+    index_call(call)  # as the pipeline does when the post-call work ends
     return call
 
 

@@ -163,3 +163,21 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} #{self.attempt} → {self.status_code or self.error[:30]}"
+
+
+class CallSearch(models.Model):
+    """What a search finds a call by: the caller's name, the agent's name and everything
+    said (the post-call transcript and the live turns), written when the post-call work
+    ends. On PostgreSQL `document` holds its tsvector under a GIN index (migration 0003),
+    so a word in every call or in a handful is found without scanning transcripts."""
+
+    from django.contrib.postgres.search import SearchVectorField
+
+    call = models.OneToOneField(
+        Call, on_delete=models.CASCADE, primary_key=True, related_name="search"
+    )
+    text = models.TextField()
+    document = SearchVectorField(null=True)  # filled on PostgreSQL only
+
+    def __str__(self) -> str:
+        return f"search text of {self.call_id}"

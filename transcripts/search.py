@@ -1,32 +1,24 @@
 """Finding calls: by words said (post-call transcript or live turns), caller name or
-number, agent, outcome, date and status. PostgreSQL answers word searches from GIN
-full-text indexes (migration 0002); SQLite, the embedded default, scans with LIKE."""
+number, agent, outcome, date and status. Each call has one search document (CallSearch),
+written when its post-call work ends; PostgreSQL answers word searches from its stored
+tsvector under a GIN index, SQLite (the embedded default) with LIKE."""
 
 import json
 import re
 from datetime import datetime, time
 
 from django import forms
-from django.contrib.postgres.search import SearchQuery, SearchVectorField
+from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
-from django.db.models import Func, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from calls.models import Call, Turn
-from transcripts.models import Transcript
+from calls.models import Call
+from transcripts.models import CallSearch
 from voiceagents.models import Agent
 
 TEXT_SEARCH_CONFIG = "english"
 PHONE_NUMBER = re.compile(r"\+?[\d\s().-]{3,}")
-
-
-class ToTsvector(Func):
-    """to_tsvector('english', column), written exactly as the GIN indexes of migration
-    0002 are, so PostgreSQL uses them."""
-
-    function = "to_tsvector"
-    template = f"%(function)s('{TEXT_SEARCH_CONFIG}'::regconfig, %(expressions)s)"
-    output_field = SearchVectorField()
 
 
 class CallFilterForm(forms.Form):
@@ -67,20 +59,36 @@ class CallFilterForm(forms.Form):
         return data
 
 
-def words_said(q: str) -> Q:
-    """Calls in which `q` was said, in the post-call transcript or the live turns."""
+def mentioning(q: str) -> Q:
+    """Calls whose search document has `q`: said in the call, the caller's first name or
+    the agent's name. PostgreSQL: web-search syntax ("two words", "exact phrase", -not)
+    on the stored tsvector; SQLite: the text contains it."""
     if connection.vendor == "postgresql":
         query = SearchQuery(q, config=TEXT_SEARCH_CONFIG, search_type="websearch")
-        transcripts = Transcript.objects.annotate(document=ToTsvector("text")).filter(
-            document=query, status=Transcript.Status.COMPLETED
+        return Q(search__document=query)
+    return Q(search__text__icontains=q)
+
+
+def document_text(call: Call) -> str:
+    from transcripts.selectors import current_transcript
+
+    transcript = current_transcript(call)
+    parts = [
+        transcript.caller_name if transcript else "",
+        call.agent.name if call.agent else "",
+        transcript.text if transcript else "",
+        "\n".join(call.turns.values_list("text", flat=True)),
+    ]
+    return "\n".join(part for part in parts if part)
+
+
+def index_call(call: Call) -> None:
+    """Write the call's search document (after its post-call work, or its end)."""
+    CallSearch.objects.update_or_create(call=call, defaults={"text": document_text(call)})
+    if connection.vendor == "postgresql":
+        CallSearch.objects.filter(call=call).update(
+            document=SearchVector("text", config=TEXT_SEARCH_CONFIG)
         )
-        turns = Turn.objects.annotate(document=ToTsvector("text")).filter(document=query)
-    else:
-        transcripts = Transcript.objects.filter(
-            text__icontains=q, status=Transcript.Status.COMPLETED
-        )
-        turns = Turn.objects.filter(text__icontains=q)
-    return Q(pk__in=transcripts.values("call_id")) | Q(pk__in=turns.values("call_id"))
 
 
 def filter_calls(form: CallFilterForm) -> QuerySet[Call]:
@@ -94,8 +102,7 @@ def filter_calls(form: CallFilterForm) -> QuerySet[Call]:
             digits = re.sub(r"\D", "", q)
             calls = calls.filter(Q(from_number__contains=digits) | Q(to_number__contains=digits))
         else:
-            named = Transcript.objects.filter(caller_name__iexact=q).values("call_id")
-            calls = calls.filter(Q(pk__in=named) | Q(agent__name__icontains=q) | words_said(q))
+            calls = calls.filter(mentioning(q))
     if data["agent"]:
         calls = calls.filter(agent=data["agent"])
     if data["status"]:

@@ -19,7 +19,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from calls.models import Call
-from transcripts import completion_webhook, openai_api, pipeline, recording_fetch, summary
+from transcripts import (
+    completion_webhook,
+    openai_api,
+    pipeline,
+    recording_fetch,
+    search,
+    summary,
+)
 from transcripts.models import Recording, Transcript, WebhookDelivery
 from transcripts.selectors import current_transcript
 from voiceagents.log_context import current_call_sid
@@ -142,6 +149,7 @@ def after_transcript(call_id: int, transcript_id: int | None) -> None:
             call=call, defaults={"error": f"Summary failed: {exc}", "source": "none"}
         )
         log.warning("summary failed: %s", exc)
+    search.index_call(call)
     notify(call, WebhookDelivery.Event.TRANSCRIPT_READY)
     if settings.TWILIO_DELETE_RECORDINGS:
         for recording in call.recordings.filter(
