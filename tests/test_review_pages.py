@@ -291,6 +291,13 @@ def test_recording_is_streamed_whole_and_by_range_never_cached(admin_client_, re
     assert beyond.status_code == 416
 
 
+def test_the_recording_file_has_no_public_url(admin_client_, reviewed_call):
+    name = reviewed_call.recordings.get().file.name  # e.g. 2026/11/RE….wav
+    for path in (f"/{name}", f"/media/{name}", f"/recordings/{name}", f"/static/{name}"):
+        assert admin_client_.get(path).status_code == 404, path
+        assert Client().get(path).status_code in (302, 404), path
+
+
 def test_no_stored_recording_is_a_404(admin_client_):
     make_call(SID)
     assert admin_client_.get(f"/calls/{SID}/recording").status_code == 404

@@ -18,6 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # Everything the settings module reads that might be set in the developer's shell or CI.
 SETTINGS_VARIABLES = {
     "DEBUG",
+    "RECORDINGS_DIR",
+    "RECORDINGS_S3_BUCKET",
+    "RECORDINGS_S3_ENDPOINT_URL",
+    "CELERY_BROKER_DIR",
     "SECRET_KEY",
     "OPENAI_API_KEY",
     "TWILIO_AUTH_TOKEN",
@@ -50,6 +54,21 @@ PRINT_SETTINGS = textwrap.dedent(
     from django.conf import settings
 
     django.setup()
+
+    def recordings_storage():
+        from django.core.files.storage import storages
+
+        storage = storages["recordings"]
+        return {
+            "class": type(storage).__name__,
+            "location": getattr(storage, "location", None),
+            "base_url": getattr(storage, "base_url", None),
+            "bucket": getattr(storage, "bucket_name", None),
+            "endpoint": getattr(storage, "endpoint_url", None),
+            "acl": getattr(storage, "default_acl", None),
+            "signed": getattr(storage, "querystring_auth", None),
+        }
+
     print(json.dumps({
         "DEBUG": settings.DEBUG,
         "SECRET_KEY": settings.SECRET_KEY,
@@ -63,6 +82,7 @@ PRINT_SETTINGS = textwrap.dedent(
         "STREAM_TOKEN_MAX_AGE_S": settings.STREAM_TOKEN_MAX_AGE_S,
         "CACHE": settings.CACHES["default"],
         "RATE_LIMITS": settings.RATE_LIMITS,
+        "RECORDINGS": recordings_storage(),
     }))
     """
 )
@@ -99,6 +119,30 @@ def test_embedded_defaults(tmp_path):
     assert (tmp_path / "celery-broker").is_dir()
     # Celery's broadcast queues go under var/ too, not into whatever directory it runs in.
     assert values["CELERY_BROKER_TRANSPORT_OPTIONS"]["control_folder"].startswith(str(tmp_path))
+
+
+def test_recordings_are_local_files_under_var_with_no_public_url(tmp_path):
+    recordings = loaded(run_settings(tmp_path))["RECORDINGS"]
+
+    assert recordings["class"] == "FileSystemStorage"
+    assert recordings["location"] == str(tmp_path / "recordings")
+    # No URL serves that folder (no MEDIA_URL route): only the staff view streams them;
+    # tests/test_review_pages.py checks the file's own path is a 404.
+
+
+def test_recordings_go_to_an_s3_compatible_bucket_by_settings(tmp_path):
+    recordings = loaded(
+        run_settings(
+            tmp_path,
+            RECORDINGS_S3_BUCKET="call-recordings",
+            RECORDINGS_S3_ENDPOINT_URL="https://minio.internal:9000",
+        )
+    )["RECORDINGS"]
+
+    assert recordings["class"] == "S3Storage"
+    assert recordings["bucket"] == "call-recordings"
+    assert recordings["endpoint"] == "https://minio.internal:9000"
+    assert (recordings["acl"], recordings["signed"]) == ("private", True)
 
 
 def test_production_with_all_secrets_starts(tmp_path):

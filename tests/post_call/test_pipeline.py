@@ -255,3 +255,80 @@ def test_a_long_call_is_cut_into_pieces_with_consistent_labels(
     ]
     for segment, (_, _, start) in zip(transcript.segments, said, strict=True):
         assert segment["start"] == pytest.approx(start, abs=0.2)
+
+
+def test_download_retries_server_faults_and_rate_limits_then_stores(
+    eager_celery, openai, twilio, bank
+):
+    wav, _ = conversation(bank)
+    call, recording = recorded_call(wav, twilio)
+    twilio.fail_next(recording.sid, [500, 503, 429])
+    # Through Celery (eager): each retry runs at once instead of after its countdown;
+    # Celery re-applies a retried task only when eager exceptions do not propagate.
+    eager_celery.conf.task_eager_propagates = False
+    tasks.process_recording.delay(recording.pk)
+    recording.refresh_from_db()
+    assert recording.state == Recording.State.STORED
+    assert recording.download_attempts == 4
+    assert [r["status"] for r in twilio.media_requests(recording.sid)] == [500, 503, 429, 200]
+    assert current_transcript(call) is not None
+
+
+def test_download_gives_up_after_the_bound_with_a_stored_error(
+    eager_celery, openai, twilio, bank, settings
+):
+    settings.RECORDING_FETCH_MAX_S = 0.3
+    wav, _ = conversation(bank)
+    call, recording = recorded_call(wav, twilio)
+    twilio.recordings.clear()  # Twilio never has the file: 404 every time
+    eager_celery.conf.task_eager_propagates = False  # see the test above
+    tasks.process_recording.delay(recording.pk)
+    recording.refresh_from_db()
+    assert recording.state == Recording.State.FAILED
+    assert recording.error.startswith("gave up after")
+    assert "HTTP 404" in recording.error
+    assert current_transcript(call) is None
+    assert CallSummary.objects.get(call=call).source == "live"  # the live transcript stays
+
+
+def test_refused_credentials_are_final(eager_celery, openai, twilio, bank, settings):
+    settings.TWILIO_AUTH_TOKEN = "not-the-token"
+    wav, _ = conversation(bank)
+    _, recording = recorded_call(wav, twilio)
+    tasks.process_recording(recording.pk)
+    recording.refresh_from_db()
+    assert recording.state == Recording.State.FAILED and "HTTP 401" in recording.error
+    assert recording.download_attempts == 1
+    twilio.violations.clear()  # the fake notes the bad credentials; that was the point
+
+
+def test_recording_deleted_at_twilio_once_stored_when_asked(
+    eager_celery, openai, twilio, bank, settings
+):
+    settings.TWILIO_DELETE_RECORDINGS = True
+    wav, _ = conversation(bank)
+    _, recording = recorded_call(wav, twilio)
+    tasks.process_recording(recording.pk)
+    recording.refresh_from_db()
+    assert recording.deleted_from_twilio_at is not None
+    assert recording.sid not in twilio.recordings
+    assert recording.file.size == len(wav)  # our copy stays
+
+
+def test_an_outcome_that_does_not_fit_the_schema_is_refused_with_a_reason(
+    eager_celery, openai, bank
+):
+    wav, _ = conversation(bank)
+    call, recording = stored_call(wav, outcome_schema=BOOKING_SCHEMA)
+    openai.rest.responders["call_summary"] = lambda request: {
+        "summary": "Maria asked about opening hours.",
+        "outcome": {"appointment_booked": "maybe", "reason": None},
+    }
+    tasks.transcribe_recording(tasks.start_transcript(recording).pk)
+    summary = CallSummary.objects.get(call=call)
+    assert summary.summary == "Maria asked about opening hours."
+    assert summary.outcome is None
+    assert "appointment_booked" in summary.outcome_error and "boolean" in summary.outcome_error
+    request = openai.rest.response_requests()[-1]["json"]
+    strict = request["text"]["format"]["schema"]["properties"]["outcome"]
+    assert strict["required"] == ["appointment_booked", "reason"]  # strict form sent
