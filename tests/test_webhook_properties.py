@@ -62,7 +62,7 @@ def test_signed_random_forms_get_twiml_or_a_clear_refusal(path, call_sid, overri
     if response.status_code == 200:
         root = ET.fromstring(response.content)
         assert root.tag == "Response"
-        assert {child.tag for child in root} <= {"Connect", "Say", "Hangup"}
+        assert {child.tag for child in root} <= {"Start", "Connect", "Say", "Hangup"}
     new_calls = set(Call.objects.values_list("sid", flat=True)) - calls_before
     assert len(new_calls) <= 1
     assert new_calls <= {params.get("CallSid")}
