@@ -106,6 +106,7 @@ def test_the_list_page_searches_and_pages_keep_the_filters(client, calls):
     page = client.get("/calls/?q=sourdough").content.decode()
     assert calls["maria"].sid in page and calls["john"].sid not in page
     assert "1 call" in page
+    assert "<strong>Maria</strong> +15551230001" in page  # the caller's name, once known
     assert 'href="/calls/export.csv?q=sourdough"' in page
     for n in range(60):
         make_call(f"CA{n:032x}", agent=calls["maria"].agent, from_number="+15550000000")

@@ -10,11 +10,11 @@ from datetime import datetime, time
 from django import forms
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from calls.models import Call
-from transcripts.models import CallSearch
+from transcripts.models import CallSearch, Transcript
 from voiceagents.models import Agent
 
 TEXT_SEARCH_CONFIG = "english"
@@ -26,6 +26,7 @@ class CallFilterForm(forms.Form):
         required=False,
         max_length=200,
         label="Search",
+        widget=forms.TextInput(attrs={"placeholder": "words said, a name or a number"}),
         help_text="Words said, the caller's name or number, or the agent's name.",
     )
     agent = forms.ModelChoiceField(Agent.objects.all(), required=False, empty_label="Any agent")
@@ -34,6 +35,7 @@ class CallFilterForm(forms.Form):
         required=False,
         max_length=200,
         help_text="key=value from the agent's outcome, e.g. appointment_booked=true",
+        widget=forms.TextInput(attrs={"placeholder": "appointment_booked=true"}),
     )
     date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
@@ -92,7 +94,12 @@ def index_call(call: Call) -> None:
 
 
 def filter_calls(form: CallFilterForm) -> QuerySet[Call]:
-    calls = Call.objects.select_related("agent").order_by("-started_at", "-id")
+    named = Transcript.objects.filter(call=OuterRef("pk"), status=Transcript.Status.COMPLETED)
+    calls = (
+        Call.objects.select_related("agent")
+        .annotate(caller_name=Subquery(named.order_by("-finished_at").values("caller_name")[:1]))
+        .order_by("-started_at", "-id")
+    )
     if not form.is_valid():
         return calls.none()
     data = form.cleaned_data

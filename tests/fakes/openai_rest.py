@@ -692,8 +692,13 @@ def example_value(schema: dict, user_text: str) -> Any:
     if kind in ("integer", "number"):
         return 0
     if kind == "string":
-        said = re.findall(r"^\[[\d:.]+\] [^:]+: (.*)$", user_text, re.M)
-        return ("The call: " + " ".join(said)[:200]) if said else "A short phone call."
+        # Like a model's short summary: what the caller said first, briefly.
+        said = re.findall(r"^\[[\d:.]+\] ([^:]+): (.*)$", user_text, re.M)
+        callers = [text for who, text in said if said and who != said[0][0]]
+        if not callers:
+            return "A short phone call."
+        words = callers[0].split()
+        return "The caller said: " + " ".join(words[:12]) + ("…" if len(words) > 12 else "")
     return None
 
 

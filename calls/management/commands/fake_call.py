@@ -13,6 +13,7 @@ non-zero, saying what failed, when any step does.
 """
 
 import asyncio
+import logging
 import time
 
 import orjson
@@ -111,6 +112,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        # The fakes' own connection logs would drown the story this command tells.
+        for noisy in ("websockets", "httpx"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         try:
             from tests.fakes.openai_rest import FakeOpenAI
             from tests.fakes.realtime_server import RealtimeScript, Reply
