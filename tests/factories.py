@@ -101,3 +101,42 @@ def signed_post(
         content_type="application/x-www-form-urlencoded",
         headers=headers,
     )
+
+
+def make_stored_recording(call: Call, wav: bytes, sid: str, duration_s: float):
+    """A recording the worker has downloaded: the row and its file in the storage."""
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from transcripts.models import Recording
+
+    recording = Recording.objects.create(
+        call=call,
+        sid=sid,
+        twilio_status="completed",
+        channels=2,
+        duration_s=duration_s,
+        state=Recording.State.STORED,
+        stored_at=timezone.now(),
+    )
+    recording.file.save(f"{sid}.wav", ContentFile(wav))
+    return recording
+
+
+def make_transcript(call: Call, recording, segments: list[dict], **kw):
+    """A completed diarized transcript whose speakers the channels decided."""
+    from django.utils import timezone
+
+    from transcripts.models import Transcript
+
+    defaults = {
+        "mode": "diarized",
+        "model": "gpt-4o-transcribe-diarize",
+        "status": "completed",
+        "finished_at": timezone.now(),
+        "method": "channel",
+        "agent_label": "agent",
+    }
+    return Transcript.objects.create(
+        call=call, recording=recording, segments=segments, **(defaults | kw)
+    )

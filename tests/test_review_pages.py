@@ -9,13 +9,18 @@ import orjson
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.core.files.base import ContentFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
-from tests.factories import make_agent, make_call, make_turn
-from transcripts.models import CallSummary, Recording, Transcript, WebhookDelivery
+from tests.factories import (
+    make_agent,
+    make_call,
+    make_stored_recording,
+    make_transcript,
+    make_turn,
+)
+from transcripts.models import CallSummary, Transcript, WebhookDelivery
 from transcripts.search import index_call
 
 pytestmark = pytest.mark.django_db
@@ -98,25 +103,10 @@ def reviewed_call():
     )
     make_turn(call, 500, "Hello, bakery.")
     make_turn(call, 3500, "Hi, this is Maria.", speaker="caller")
-    recording = Recording.objects.create(
-        call=call,
-        sid="RE" + "7" * 32,
-        twilio_status="completed",
-        channels=2,
-        duration_s=14.0,
-        state=Recording.State.STORED,
-        stored_at=timezone.now(),
-    )
-    recording.file.save(f"{recording.sid}.wav", ContentFile(WAV))
-    Transcript.objects.create(
-        call=call,
-        recording=recording,
-        mode="diarized",
-        model="gpt-4o-transcribe-diarize",
-        status="completed",
-        finished_at=timezone.now(),
-        method="channel",
-        agent_label="agent",
+    recording = make_stored_recording(call, WAV, "RE" + "7" * 32, 14.0)
+    make_transcript(
+        call,
+        recording,
         caller_name="Maria",
         cost_usd="0.0014",
         segments=[

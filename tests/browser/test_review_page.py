@@ -3,14 +3,19 @@ a click on a line seeks the recording there and highlights the line being played
 
 import pytest
 from channels.db import database_sync_to_async
-from django.core.files.base import ContentFile
 from django.utils import timezone
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import log_in, screenshot
-from tests.factories import make_agent, make_call, make_turn
+from tests.factories import (
+    make_agent,
+    make_call,
+    make_stored_recording,
+    make_transcript,
+    make_turn,
+)
 from tests.post_call.synth import dual_wav
-from transcripts.models import CallSummary, Recording, Transcript, WebhookDelivery
+from transcripts.models import CallSummary, WebhookDelivery
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -42,25 +47,10 @@ def reviewed_call() -> str:
         caller=[(3.5, 6.0, 440)],
         agent=[(0.5, 3.0, 660), (6.5, 10.5, 550)],
     )
-    recording = Recording.objects.create(
-        call=call,
-        sid="RE" + "5" * 32,
-        twilio_status="completed",
-        channels=2,
-        duration_s=12.0,
-        state=Recording.State.STORED,
-        stored_at=timezone.now(),
-    )
-    recording.file.save(f"{recording.sid}.wav", ContentFile(wav))
-    Transcript.objects.create(
-        call=call,
-        recording=recording,
-        mode="diarized",
-        model="gpt-4o-transcribe-diarize",
-        status="completed",
-        finished_at=timezone.now(),
-        method="channel",
-        agent_label="agent",
+    recording = make_stored_recording(call, wav, "RE" + "5" * 32, 12.0)
+    make_transcript(
+        call,
+        recording,
         caller_name="Maria",
         cost_usd="0.0012",
         timings={"transcribe": 1.8, "identify": 0.9},
