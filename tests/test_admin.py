@@ -296,3 +296,24 @@ def test_call_admin_lists_calls_newest_first(staff_client, rows):
     sids = [c.sid for c in response.context["cl"].result_list]
     assert sids == ["CA" + "z" * 32, rows["call"].sid]
     assert Call.objects.count() == 2
+
+
+@pytest.mark.parametrize("weak", ["1", "password", "12345678901", "short7"])
+def test_the_admin_refuses_a_weak_password_for_a_new_user(admin_client, weak):
+    response = admin_client.post(
+        "/admin/auth/user/add/",
+        {"username": "newstaff", "password1": weak, "password2": weak, "usable_password": "true"},
+    )
+    assert response.status_code == 200  # the form again, with the reason
+    assert response.context["adminform"].form.errors["password2"]
+    assert not User.objects.filter(username="newstaff").exists()
+
+
+def test_the_admin_accepts_a_strong_password(admin_client):
+    strong = "plum-harbour-violin-42"
+    response = admin_client.post(
+        "/admin/auth/user/add/",
+        {"username": "newstaff", "password1": strong, "password2": strong, "usable_password": "true"},
+    )
+    assert response.status_code == 302
+    assert User.objects.get(username="newstaff").check_password(strong)

@@ -214,6 +214,17 @@ TIME_ZONE = env("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 LOGIN_URL = "admin:login"
+# Django's four checks on every password set through a form (the admin's user pages,
+# changepassword), so a staff account cannot get a password such as "1".
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in (
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    )
+]
 
 # --- External services. Base URLs are configurable so tests run against local fakes.
 OPENAI_API_KEY = secret("OPENAI_API_KEY")

@@ -112,9 +112,19 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        # The fakes' own connection logs would drown the story this command tells.
-        for noisy in ("websockets", "httpx"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+        # The fakes' own connection logs would drown the story this command tells; the
+        # levels are put back after (call_command runs in other processes' loggers too).
+        noisy = [logging.getLogger(name) for name in ("websockets", "httpx")]
+        levels = [logger.level for logger in noisy]
+        for logger in noisy:
+            logger.setLevel(logging.WARNING)
+        try:
+            self.place_and_follow(options)
+        finally:
+            for logger, level in zip(noisy, levels, strict=True):
+                logger.setLevel(level)
+
+    def place_and_follow(self, options) -> None:
         try:
             from tests.fakes.openai_rest import FakeOpenAI
             from tests.fakes.realtime_server import RealtimeScript, Reply
