@@ -313,7 +313,12 @@ def test_the_admin_accepts_a_strong_password(admin_client):
     strong = "plum-harbour-violin-42"
     response = admin_client.post(
         "/admin/auth/user/add/",
-        {"username": "newstaff", "password1": strong, "password2": strong, "usable_password": "true"},
+        {
+            "username": "newstaff",
+            "password1": strong,
+            "password2": strong,
+            "usable_password": "true",
+        },
     )
     assert response.status_code == 302
     assert User.objects.get(username="newstaff").check_password(strong)
