@@ -167,3 +167,9 @@ def test_calls_whose_recording_never_came_are_summarised_later(settings):
     with mock.patch.object(tasks.after_transcript, "delay") as after:
         assert tasks.summarise_calls_without_recording() == 1
     after.assert_called_once_with(waiting.pk, None)
+
+
+def test_recording_fetch_backoff_doubles_up_to_a_minute():
+    from transcripts.recording_fetch import backoff_s
+
+    assert [backoff_s(n, 2.0) for n in range(1, 8)] == [2, 4, 8, 16, 32, 60, 60]
