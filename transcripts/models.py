@@ -3,6 +3,7 @@ every delivery attempt of the agent's completion webhook."""
 
 import uuid
 
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.utils import timezone
 
@@ -170,8 +171,6 @@ class CallSearch(models.Model):
     said (the post-call transcript and the live turns), written when the post-call work
     ends. On PostgreSQL `document` holds its tsvector under a GIN index (migration 0003),
     so a word in every call or in a handful is found without scanning transcripts."""
-
-    from django.contrib.postgres.search import SearchVectorField
 
     call = models.OneToOneField(
         Call, on_delete=models.CASCADE, primary_key=True, related_name="search"
