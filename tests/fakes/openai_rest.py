@@ -49,12 +49,18 @@ CHUNKING_REQUIRED_ABOVE_S = 30.0
 KNOWN_SPEAKERS_MAX = 4
 REFERENCE_MIN_S, REFERENCE_MAX_S = 2.0, 10.0
 DIARIZE_MODEL = "gpt-4o-transcribe-diarize"
+# Response formats per model, as openai-python's TranscriptionCreateParams documents
+# them ("For gpt-4o-transcribe and gpt-4o-mini-transcribe, the only supported format is
+# json").
 TRANSCRIBE_MODELS = {
     DIARIZE_MODEL: {"json", "text", "diarized_json"},
-    "gpt-4o-transcribe": {"json", "text"},
-    "gpt-4o-mini-transcribe": {"json", "text"},
+    "gpt-4o-transcribe": {"json"},
+    "gpt-4o-mini-transcribe": {"json"},
+    "gpt-4o-mini-transcribe-2025-12-15": {"json"},
+    "gpt-transcribe": {"json"},
     "whisper-1": {"json", "text", "srt", "verbose_json", "vtt"},
 }
+ONLY_FOR_GPT_TRANSCRIBE = {"keywords[]", "languages[]"}
 TRANSCRIBE_FIELDS = {
     "file",
     "model",
@@ -68,6 +74,8 @@ TRANSCRIBE_FIELDS = {
     "timestamp_granularities[]",
     "known_speaker_names[]",
     "known_speaker_references[]",
+    "keywords[]",
+    "languages[]",
 }
 DIARIZE_REFUSES = {"prompt", "include[]", "timestamp_granularities[]"}
 RESPONSE_FIELDS = {
@@ -397,6 +405,9 @@ class FakeOpenAIRest:
                 "unsupported_value",
             )
         diarize = model == DIARIZE_MODEL
+        for name in sorted(ONLY_FOR_GPT_TRANSCRIBE & set(fields)):
+            if model != "gpt-transcribe":
+                raise Refused(400, f"{name} is only supported with gpt-transcribe", name)
         if diarize:
             for name in sorted(DIARIZE_REFUSES & set(fields)):
                 raise Refused(400, f"{name} is not supported with {model}", name)
@@ -757,7 +768,9 @@ class FakeOpenAI:
         port: int = 0,
     ) -> None:
         self.bank = voice_bank or VoiceBank()
-        if realtime_script is not None and realtime_script.voice_bank is None:
+        # Both sides check the same key, as OpenAI does.
+        realtime_script = realtime_script or RealtimeScript(api_key=api_key)
+        if realtime_script.voice_bank is None:
             realtime_script.voice_bank = self.bank
         self.realtime = FakeRealtimeServer(realtime_script)
         self.rest = FakeOpenAIRest(self.bank, api_key)
