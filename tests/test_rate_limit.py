@@ -5,6 +5,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.test import Client, override_settings
 
+from voiceagents import rate_limit
 from voiceagents.asgi import application
 from voiceagents.rate_limit import WebSocketRateLimit
 
@@ -45,6 +46,22 @@ def test_admin_login_attempts_limited_but_the_form_still_shows():
     form = {"username": "admin", "password": "guess"}
     assert statuses(client, "post", "/admin/login/", 3, data=form) == [200, 200, 429]
     assert client.get("/admin/login/").status_code == 200
+
+
+@pytest.mark.django_db
+@override_settings(RATE_LIMITS=LIMITS)
+def test_a_burst_across_a_window_edge_is_still_limited(monkeypatch):
+    # Three requests a second before a minute's edge, then two a second after it:
+    # fixed windows would let all five through; the sliding minute refuses the last two.
+    clock = {"now": 6_000_059.0}
+    monkeypatch.setattr(rate_limit.time, "time", lambda: clock["now"])
+    client = Client(REMOTE_ADDR="203.0.113.30")
+    before = statuses(client, "post", "/twilio/voice", 3)
+    clock["now"] += 2
+    assert before + statuses(client, "post", "/twilio/voice", 2) == [403, 403, 403, 429, 429]
+    # A minute later the earlier burst no longer counts.
+    clock["now"] += 61
+    assert client.post("/twilio/voice").status_code == 403
 
 
 @pytest.mark.django_db

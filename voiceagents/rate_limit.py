@@ -2,7 +2,10 @@
 webhooks and media streams, the read API and the admin login form.
 
 Counts live in Django's cache (Redis when REDIS_URL is set, so every web process shares
-them), in fixed one-minute windows keyed by client address. A limit of 0 turns it off.
+them), per client address and one-minute window. The limit applies to a sliding minute,
+estimated from this window's count plus the previous window's weighted by how much of it
+still lies within the last 60 s, so a burst cannot get twice the limit through by
+straddling a window's edge. A limit of 0 turns it off.
 """
 
 import logging
@@ -39,17 +42,19 @@ def client_address(remote_addr: str, forwarded_for: str) -> str:
 
 
 def over_limit(bucket: str, limit: int, address: str) -> bool:
-    """Count one request; True once this address passed `limit` in the current window."""
+    """Count one request; True once this address passed `limit` within the last minute."""
     if limit <= 0:
         return False
-    key = f"rate:{bucket}:{address}:{int(time.time() // WINDOW_S)}"
+    window, elapsed = divmod(time.time(), WINDOW_S)
+    key = f"rate:{bucket}:{address}:{int(window)}"
     cache.add(key, 0, timeout=WINDOW_S * 2)
     try:
         count = cache.incr(key)
     except ValueError:  # expired between add and incr: this is the window's first hit
         cache.set(key, 1, timeout=WINDOW_S * 2)
         count = 1
-    return count > limit
+    previous = cache.get(f"rate:{bucket}:{address}:{int(window) - 1}", 0)
+    return count + previous * (1 - elapsed / WINDOW_S) > limit
 
 
 def too_many_requests() -> HttpResponse:
