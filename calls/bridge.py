@@ -7,7 +7,13 @@ database, so barge-in, marks, truncation and tool flow are tested as plain logic
 
 Playback accounting: every audio chunk sent to Twilio is followed by a mark named after a
 sequence number. Twilio echoes a mark once the audio before it has played, so the echoes
-say exactly how much of each agent item the caller heard; barge-in truncates to that.
+say how much of each agent item the caller heard. Between echoes the position is the last
+echo plus the stream time since (Twilio's media timestamps are the clock), never past the
+next mark; barge-in truncates to that, so the cut is as fine as the 20 ms caller frames
+whatever the size of the agent's audio chunks.
+
+OpenAI errors are classified (`calls.openai_errors`): most leave the session open and the
+call goes on.
 """
 
 import logging
@@ -17,17 +23,26 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from calls.openai_errors import (
+    SESSION_UPDATE_EVENT_PREFIX,
+    TRUNCATE_EVENT_PREFIX,
+    ErrorClass,
+    classify,
+)
 from calls.outcomes import USAGE_FIELDS, CompletionReason
-from voiceagents.realtime import AgentConfig, greeting_event, session_update_event
+from voiceagents.realtime import (
+    TELEPHONE_AUDIO_FORMAT,
+    AgentConfig,
+    greeting_event,
+    session_update_event,
+    with_agent_instructions,
+)
 
 log = logging.getLogger(__name__)
 
 ULAW_BYTES_PER_MS = 8
 TWILIO_FRAME_MS = 20
 BASE64_AUDIO = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
-# Errors that are races inherent to the protocol, not faults: the server's own VAD may
-# cancel a response a moment before our response.cancel arrives.
-BENIGN_OPENAI_ERRORS = {"response_cancel_not_active"}
 RECONNECT_INSTRUCTIONS = (
     "The phone line to you dropped for a moment and is back. Apologise in a few words "
     "and carry on the conversation where it left off."
@@ -36,11 +51,24 @@ RESUME_INSTRUCTIONS = (
     "You were cut off in the middle of your answer. Apologise in a few words and answer "
     "the caller's last question again."
 )
+GOODBYE_INSTRUCTIONS = (
+    "The call has reached its time limit. Tell the caller so in one sentence and say a "
+    "short, polite goodbye now."
+)
+NOT_TRANSCRIBED = "(not transcribed)"
+# A failed response is retried once; a second failure in a row ends the call.
+FAILED_RESPONSES_BEFORE_ENDING = 2
 # One reconnect after a lost connection; more would hide a persistent outage from staff.
 RECONNECTS_AFTER_FAILURE = 1
 # Twilio's frames are a few hundred bytes (`start` with its parameters a few KB); anything
 # far larger is dropped unread rather than parsed and forwarded.
 MAX_TWILIO_MESSAGE_CHARS = 64 * 1024
+TRANSCRIPT_EVENTS = frozenset(
+    {
+        "conversation.item.input_audio_transcription.completed",
+        "conversation.item.input_audio_transcription.failed",
+    }
+)
 END_CALL_TOOL_OUTPUT = '{"status":"ok","note":"Say a short goodbye; the call ends after it."}'
 
 
@@ -89,6 +117,9 @@ class EndCall:
     reason: str  # calls.models.CompletionReason
     error_code: str = ""
     error_message: str = ""
+    # The OpenAI session is still open and caller turns await their transcripts: give
+    # them a moment before closing it (`CallBridge.awaiting_transcripts`).
+    wait_for_transcripts: bool = False
 
 
 Action = SendTwilio | SendOpenAI | StreamStarted | SaveTurn | RunTool | ReconnectOpenAI | EndCall
@@ -118,6 +149,7 @@ class AgentItem:
 
     item_id: str
     response_id: str
+    session: int  # which Realtime session made it: only that session can truncate it
     started_ms: int | None = None
     generated_ms: int = 0
     generated_bytes: int = 0
@@ -131,13 +163,6 @@ class AgentItem:
     @property
     def text(self) -> str:
         return self.transcript if self.transcript is not None else "".join(self.transcript_parts)
-
-
-@dataclass
-class PendingToolCall:
-    call_id: str
-    response_id: str
-    output: str | None = None
 
 
 class CallBridge:
@@ -158,14 +183,35 @@ class CallBridge:
         # mark name -> (item_id, item's generated ms once this mark's audio has played)
         self.pending_marks: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self.mark_seq = 0
+        # Stream time from which the item at the head of the queue has been playing on
+        # from its `heard_ms`: the last mark echo, or when audio went into an empty queue.
+        self.play_anchor_ms = 0
         self.cancelled_responses: set[str] = set()
         self.caller_started_ms: dict[str, int] = {}
-        self.tool_calls: dict[str, PendingToolCall] = {}
+        # Tool calls running, by call id -> name; then their outputs, by call id, until a
+        # response has seen them (True once the server has added the output item).
+        self.tool_calls: dict[str, str] = {}
+        self.unanswered_outputs: dict[str, bool] = {}
+        self.seen_call_ids: set[str] = set()
+        self.function_names_by_item: dict[str, str] = {}
+        # Caller turns committed whose transcript has not come yet: item id -> start ms.
+        self.awaiting_transcripts: dict[str, int] = {}
+        self.idle_prompt_items: set[str] = set()
+        self.draining = False  # ended, but still taking those transcripts
         # Set by the end_call tool: hang up once a later response (the goodbye) has played.
         self.hangup_after_playback = False
         self.hangup_requested_in: str | None = None
         self.last_done_response_id: str | None = None
         self.usage: dict[str, int] = dict.fromkeys(USAGE_FIELDS, 0)
+        self.openai_errors = 0
+        self.last_openai_error = ""
+        self.failed_responses_in_a_row = 0
+        self.session_number = 0
+        self.formats_checked = False
+        self.event_seq = 0
+        # The time limit passed: a goodbye is due once the current response is done.
+        self.goodbye_due = False
+        self.time_limit_reached = False
         # Caller and agent turns so far, replayed into a new session after a reconnect.
         self.history: list[SaveTurn] = []
         self.reconnects_left = RECONNECTS_AFTER_FAILURE
@@ -183,7 +229,17 @@ class CallBridge:
 
     # --- Start ------------------------------------------------------------------------
     def on_openai_connected(self) -> list[Action]:
-        return [SendOpenAI(_json(session_update_event(self.agent)))]
+        return [self._session_update()]
+
+    def _session_update(self) -> SendOpenAI:
+        # Our own event id, so an `error` about this event is recognised as a refusal.
+        event = session_update_event(self.agent)
+        event["event_id"] = self._event_id(SESSION_UPDATE_EVENT_PREFIX)
+        return SendOpenAI(_json(event))
+
+    def _event_id(self, prefix: str) -> str:
+        self.event_seq += 1
+        return f"{prefix}{self.event_seq}"
 
     # --- From Twilio ------------------------------------------------------------------
     def on_twilio_text(self, raw: str | bytes) -> list[Action]:
@@ -259,6 +315,7 @@ class CallBridge:
         played = self.pending_marks.pop(name, None)
         if played is None:
             return []  # a mark dropped by `clear`, echoed at once: its audio was not heard
+        self.play_anchor_ms = self.stream_ms
         item_id, heard_ms = played
         item = self.items.get(item_id)
         if item is not None and not item.interrupted:
@@ -279,10 +336,23 @@ class CallBridge:
             "role": "user",
             "content": [{"type": "input_text", "text": note}],
         }
-        return [
+        actions: list[Action] = [
             SendOpenAI(_json({"type": "conversation.item.create", "item": item})),
             self._remember(SaveTurn("caller", note, self.stream_ms)),
         ]
+        # Server VAD answers speech, not key presses: ask for the answer ourselves unless
+        # a response, the caller's own turn or a tool will bring one anyway.
+        if self._quiet():
+            actions.append(SendOpenAI('{"type":"response.create"}'))
+        return actions
+
+    def _quiet(self) -> bool:
+        return (
+            self.response_id is None
+            and not self.caller_turn_open
+            and not self.tool_calls
+            and not self.unanswered_outputs
+        )
 
     def _malformed_twilio(self, why: str) -> list[Action]:
         self.malformed_twilio += 1
@@ -304,7 +374,7 @@ class CallBridge:
 
     # --- From OpenAI ------------------------------------------------------------------
     def on_openai_text(self, raw: str | bytes) -> list[Action]:
-        if self.ended:
+        if self.ended and not self.draining:
             return []
         try:
             event = orjson.loads(raw)
@@ -312,6 +382,8 @@ class CallBridge:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             self.malformed_openai += 1
             log.error("call %s: ignored malformed OpenAI event", self.call_sid)
+            return []
+        if self.ended and kind not in TRANSCRIPT_EVENTS:
             return []
         handler = self._openai_handlers.get(kind)
         if handler is None:
@@ -324,6 +396,24 @@ class CallBridge:
             log.error("call %s: ignored OpenAI %s missing fields (%r)", self.call_sid, kind, exc)
             return []
 
+    def _session_updated(self, event: dict) -> list[Action]:
+        """The first `session.updated` of a session says what the server really applied:
+        anything but µ-law both ways would be played to the caller as noise."""
+        if self.formats_checked:
+            return []
+        self.formats_checked = True
+        audio = event["session"]["audio"]
+        formats = (audio["input"]["format"]["type"], audio["output"]["format"]["type"])
+        wanted = TELEPHONE_AUDIO_FORMAT["type"]
+        if formats == (wanted, wanted):
+            return []
+        message = (
+            f"OpenAI applied audio formats {formats[0]} in and {formats[1]} out; "
+            f"phone audio needs {wanted} both ways."
+        )
+        log.error("call %s: %s Ending the call.", self.call_sid, message)
+        return self._end(CompletionReason.OPENAI_ERROR, "audio_format_mismatch", message)
+
     def _audio_delta(self, event: dict) -> list[Action]:
         response_id = event["response_id"]
         if response_id in self.cancelled_responses or self.stream_sid is None:
@@ -334,6 +424,8 @@ class CallBridge:
         chunk_start_ms = max(self.stream_ms, self.playback_end_ms)
         if item.started_ms is None:
             item.started_ms = chunk_start_ms
+        if not self.pending_marks:
+            self.play_anchor_ms = self.stream_ms  # nothing queued: it starts playing now
         item.generated_bytes += base64_audio_bytes(delta)
         item.generated_ms = item.generated_bytes // ULAW_BYTES_PER_MS
         self.playback_end_ms = chunk_start_ms + chunk_ms
@@ -362,6 +454,16 @@ class CallBridge:
             return []
         return self._barge_in()
 
+    def playing_position(self) -> tuple[str, int] | None:
+        """The item the caller is hearing now and how far into it (ms): the last echoed
+        mark plus the stream time since, clamped to the next mark."""
+        if not self.pending_marks:
+            return None
+        item_id, next_mark_ms = next(iter(self.pending_marks.values()))
+        item = self.items[item_id]
+        since_ms = max(0, self.stream_ms - self.play_anchor_ms)
+        return item_id, max(item.heard_ms, min(item.heard_ms + since_ms, next_mark_ms))
+
     def _barge_in(self) -> list[Action]:
         """The caller spoke over the agent: stop the audio, cancel, truncate to what was heard."""
         actions: list[Action] = []
@@ -374,14 +476,22 @@ class CallBridge:
             actions.append(SendOpenAI('{"type":"response.cancel"}'))
         if self.pending_marks and self.stream_sid is not None:
             actions.insert(0, SendTwilio(_json({"event": "clear", "streamSid": self.stream_sid})))
+            playing = self.playing_position()
+            if playing is not None:
+                item_id, position_ms = playing
+                self.items[item_id].heard_ms = position_ms
             unheard = OrderedDict.fromkeys(item_id for item_id, _ in self.pending_marks.values())
             self.pending_marks.clear()
             self.playback_end_ms = self.stream_ms
             for item_id in unheard:
                 item = self.items[item_id]
                 item.interrupted = True
+                if item.session != self.session_number:
+                    # Made by a session that is gone: the new one has never heard of it.
+                    continue
                 truncate = {
                     "type": "conversation.item.truncate",
+                    "event_id": self._event_id(TRUNCATE_EVENT_PREFIX),
                     "item_id": item_id,
                     "content_index": 0,
                     "audio_end_ms": min(item.heard_ms, item.generated_ms),
@@ -396,12 +506,35 @@ class CallBridge:
     def _response_created(self, event: dict) -> list[Action]:
         self.response_id = event["response"]["id"]
         self.caller_turn_open = False
+        # Tool outputs already in the conversation are part of this response's input.
+        for call_id in [c for c, added in self.unanswered_outputs.items() if added]:
+            del self.unanswered_outputs[call_id]
         return []
 
     def _output_item_added(self, event: dict) -> list[Action]:
         item = event["item"]
         if item.get("type") == "message":
             self._item(item["id"], event["response_id"])
+        elif item.get("type") == "function_call" and item.get("name"):
+            self.function_names_by_item[item["id"]] = item["name"]
+        return []
+
+    def _output_item_done(self, event: dict) -> list[Action]:
+        """A function call's item carries its name, call id and arguments too; whichever
+        of this and `function_call_arguments.done` comes first runs the tool."""
+        item = event["item"]
+        if item.get("type") != "function_call" or item.get("status") != "completed":
+            return []
+        return self._function_call(
+            item["call_id"], item["name"], item.get("arguments") or "", event["response_id"]
+        )
+
+    def _conversation_item_added(self, event: dict) -> list[Action]:
+        item = event["item"]
+        if item.get("type") == "function_call_output" and item.get("call_id") in (
+            self.unanswered_outputs
+        ):
+            self.unanswered_outputs[item["call_id"]] = True
         return []
 
     def _transcript_delta(self, event: dict) -> list[Action]:
@@ -413,10 +546,17 @@ class CallBridge:
         return []
 
     def _function_call_done(self, event: dict) -> list[Action]:
-        call_id, name = event["call_id"], event["name"]
-        response_id = event["response_id"]
-        self.tool_calls[call_id] = PendingToolCall(call_id, response_id)
-        actions: list[Action] = [SaveTurn("tool", f"{name}({event['arguments']})", self.stream_ms)]
+        name = event.get("name") or self.function_names_by_item.get(event.get("item_id", ""))
+        if not name:
+            raise KeyError("name")
+        return self._function_call(event["call_id"], name, event["arguments"], event["response_id"])
+
+    def _function_call(self, call_id: str, name: str, arguments: str, response_id: str):
+        if call_id in self.seen_call_ids:
+            return []
+        self.seen_call_ids.add(call_id)
+        self.tool_calls[call_id] = name
+        actions: list[Action] = [SaveTurn("tool", f"{name}({arguments})", self.stream_ms)]
         tool = self.agent.tool(name)
         if tool is None:
             return actions + self.on_tool_result(call_id, _json({"error": f"unknown tool {name}"}))
@@ -424,15 +564,14 @@ class CallBridge:
             self.hangup_after_playback = True
             self.hangup_requested_in = response_id
             return actions + self.on_tool_result(call_id, END_CALL_TOOL_OUTPUT)
-        return [*actions, RunTool(call_id, name, event["arguments"], tool.url)]
+        return [*actions, RunTool(call_id, name, arguments, tool.url)]
 
     def on_tool_result(self, call_id: str, output: str) -> list[Action]:
         """A tool finished: hand its output to the model, and ask for the next response
-        once every tool call of the response that asked is answered."""
-        pending = self.tool_calls.get(call_id)
-        if pending is None or pending.output is not None or self.ended:
+        once every running tool is answered, unless one is coming anyway."""
+        if self.ended or self.tool_calls.pop(call_id, None) is None:
             return []
-        pending.output = output
+        self.unanswered_outputs[call_id] = False
         item = {"type": "function_call_output", "call_id": call_id, "output": output}
         actions: list[Action] = [
             SendOpenAI(_json({"type": "conversation.item.create", "item": item}))
@@ -440,14 +579,15 @@ class CallBridge:
         return actions + self._respond_after_tools()
 
     def _respond_after_tools(self) -> list[Action]:
-        if self.response_id is not None or not self.tool_calls:
-            return []  # wait for response.done: a second response.create would be refused
-        if any(p.output is None for p in self.tool_calls.values()):
+        """`response.create` for tool outputs no response has seen. Not while a response
+        is active (it would be refused: wait for its `response.done`), and not while the
+        caller is mid-turn: server VAD answers when they stop, with the outputs already
+        in the conversation, and a second response.create would race it."""
+        if self.tool_calls or not self.unanswered_outputs:
             return []
-        if any(p.response_id in self.cancelled_responses for p in self.tool_calls.values()):
-            self.tool_calls.clear()  # the caller spoke over it; their turn drives the reply
+        if self.response_id is not None or self.caller_turn_open:
             return []
-        self.tool_calls.clear()
+        self.unanswered_outputs.clear()
         return [SendOpenAI('{"type":"response.create"}')]
 
     def _response_done(self, event: dict) -> list[Action]:
@@ -459,48 +599,102 @@ class CallBridge:
         for item in self.items.values():
             if item.response_id == response.get("id"):
                 item.response_done = True
-        actions = self._save_finished_items() + self._respond_after_tools()
+        actions = self._save_finished_items()
         if response.get("status") == "failed":
-            error = (response.get("status_details") or {}).get("error") or {}
-            return actions + self._end(
-                CompletionReason.OPENAI_ERROR,
-                error.get("code") or "response_failed",
-                error.get("message", ""),
-            )
+            return actions + self._response_failed(response)
+        if response.get("status") == "completed":
+            self.failed_responses_in_a_row = 0
+        if self.goodbye_due and self.response_id is None:
+            return actions + self._say_goodbye()
+        actions += self._respond_after_tools()
         if self.hangup_after_playback and self._agent_done_speaking():
             actions += self._end(CompletionReason.AGENT_HANGUP)
         return actions
 
+    def _response_failed(self, response: dict) -> list[Action]:
+        """Retry once with the agent's instructions; a second failure in a row, or one the
+        session cannot get past, ends the call."""
+        error = (response.get("status_details") or {}).get("error") or {}
+        code = error.get("code") or error.get("type") or "response_failed"
+        self._note_error(code)
+        self.failed_responses_in_a_row += 1
+        detail = f"response failed: type={error.get('type')} code={error.get('code')}"
+        if (
+            classify(error) is ErrorClass.FATAL
+            or self.failed_responses_in_a_row >= FAILED_RESPONSES_BEFORE_ENDING
+        ):
+            log.error("call %s: %s; ending", self.call_sid, detail)
+            return self._end_after_transcripts(CompletionReason.OPENAI_ERROR, code, detail)
+        log.warning("call %s: %s; asking once more", self.call_sid, detail)
+        self.unanswered_outputs.clear()  # the retry's input includes them
+        return [self._response_create(self.agent.instructions)]
+
+    def _caller_committed(self, event: dict) -> list[Action]:
+        if self.agent.input_transcription_model:
+            item_id = event["item_id"]
+            self.awaiting_transcripts[item_id] = self.caller_started_ms.get(item_id, self.stream_ms)
+        return []
+
+    def _idle_timeout(self, event: dict) -> list[Action]:
+        # Server VAD commits the silence and prompts the caller itself; its (empty)
+        # transcript is not a caller turn.
+        self.idle_prompt_items.add(event["item_id"])
+        log.info("call %s: caller silent; the agent prompts them", self.call_sid)
+        return []
+
     def _caller_transcript(self, event: dict) -> list[Action]:
-        item_id = event["item_id"]
-        started_ms = self.caller_started_ms.pop(item_id, self.stream_ms)
-        return [
-            self._remember(SaveTurn("caller", event["transcript"], started_ms, item_id=item_id))
-        ]
+        return self._caller_turn(event["item_id"], event["transcript"])
 
     def _caller_transcript_failed(self, event: dict) -> list[Action]:
-        item_id = event["item_id"]
-        started_ms = self.caller_started_ms.pop(item_id, self.stream_ms)
-        return [
-            self._remember(SaveTurn("caller", "(not transcribed)", started_ms, item_id=item_id))
-        ]
+        return self._caller_turn(event["item_id"], NOT_TRANSCRIBED)
+
+    def _caller_turn(self, item_id: str, text: str) -> list[Action]:
+        started_ms = self.awaiting_transcripts.pop(item_id, None)
+        if started_ms is None:
+            started_ms = self.caller_started_ms.get(item_id, self.stream_ms)
+        self.caller_started_ms.pop(item_id, None)
+        if item_id in self.idle_prompt_items and not text.strip():
+            return []
+        return [self._remember(SaveTurn("caller", text, started_ms, item_id=item_id))]
 
     def _error(self, event: dict) -> list[Action]:
         error = event.get("error") or {}
         code = error.get("code") or error.get("type") or "unknown"
-        if code in BENIGN_OPENAI_ERRORS:
+        kind = classify(error)
+        if kind is ErrorClass.BENIGN:
+            log.info("call %s: OpenAI %s (a normal race)", self.call_sid, code)
             return []
-        if code == "session_expired" and self.stream_sid is not None:
+        self._note_error(code)
+        if kind is ErrorClass.SESSION and self.stream_sid is not None:
             log.info("call %s: OpenAI session expired; rolling over", self.call_sid)
             return self._reconnect("session_rollover")
+        if kind is ErrorClass.RECOVERABLE:
+            log.warning(
+                "call %s: OpenAI error %s (the session stays open): %s",
+                self.call_sid,
+                code,
+                error.get("message"),
+            )
+            return []
         log.error("call %s: OpenAI error %s: %s", self.call_sid, code, error.get("message"))
-        return self._end(CompletionReason.OPENAI_ERROR, code, error.get("message") or "")
+        return self._end_after_transcripts(
+            CompletionReason.OPENAI_ERROR, code, error.get("message") or ""
+        )
+
+    def _note_error(self, code: str) -> None:
+        self.openai_errors += 1
+        self.last_openai_error = code
 
     _openai_handlers = {
         "response.output_audio.delta": _audio_delta,
         "input_audio_buffer.speech_started": _speech_started,
+        "input_audio_buffer.committed": _caller_committed,
+        "input_audio_buffer.timeout_triggered": _idle_timeout,
+        "session.updated": _session_updated,
         "response.created": _response_created,
         "response.output_item.added": _output_item_added,
+        "response.output_item.done": _output_item_done,
+        "conversation.item.added": _conversation_item_added,
         "response.output_audio_transcript.delta": _transcript_delta,
         "response.output_audio_transcript.done": _transcript_done,
         "response.function_call_arguments.done": _function_call_done,
@@ -520,14 +714,14 @@ class CallBridge:
         return self._end(CompletionReason.OPENAI_CONNECTION_FAILED, "connection_closed", detail)
 
     def can_roll_over(self) -> bool:
-        """A quiet moment to move to a new session: nobody mid-sentence, no tool pending."""
+        """A quiet moment to move to a new session: nobody mid-sentence, no tool pending,
+        no caller turn waiting for its transcript."""
         return (
             not self.ended
             and self.stream_sid is not None
-            and self.response_id is None
+            and self._quiet()
             and not self.pending_marks
-            and not self.tool_calls
-            and not self.caller_turn_open
+            and not self.awaiting_transcripts
         )
 
     def roll_over(self) -> list[Action]:
@@ -537,35 +731,53 @@ class CallBridge:
         # Whatever the old session was saying is lost with it; audio already sent to
         # Twilio still plays and its marks still count. The new session is asked to answer
         # again, or the caller would wait in silence for a reply that never comes.
-        self.reply_lost_in_reconnect = (
-            self.response_id is not None or bool(self.tool_calls) or self.caller_turn_open
-        )
+        self.reply_lost_in_reconnect = not self._quiet()
         if self.response_id is not None:
             self.cancelled_responses.add(self.response_id)
             self.response_id = None
         self.tool_calls.clear()
+        self.unanswered_outputs.clear()
         self.caller_turn_open = False
+        self.session_number += 1
+        self.formats_checked = False
         # Caller audio from here on goes to the new session (queued while it opens).
         self.session_audio_start_ms = self.stream_ms
         self.reconnect_reason = why
-        return [ReconnectOpenAI(why)]
+        # Transcripts the old session still owed will never come.
+        lost = [self._caller_turn(item_id, NOT_TRANSCRIBED) for item_id in self._awaiting()]
+        return [*(turn for turns in lost for turn in turns), ReconnectOpenAI(why)]
 
     def on_openai_reconnected(self) -> list[Action]:
-        """Configure the new session and replay the conversation, in spoken order."""
-        actions: list[Action] = [SendOpenAI(_json(session_update_event(self.agent)))]
-        for turn in sorted(self.history, key=lambda t: t.started_ms):
-            if turn.speaker == "caller":
+        """Configure the new session and replay the conversation, in spoken order: saved
+        turns, and the old session's answer the caller is still hearing, cut to what
+        they have heard of it so far."""
+        actions: list[Action] = [self._session_update()]
+        spoken = [(t.started_ms, t.speaker, t.text) for t in self.history]
+        playing = self.playing_position()
+        for item in self.items.values():
+            if item.saved or item.started_ms is None or item.session == self.session_number:
+                continue
+            heard_ms = playing[1] if playing and playing[0] == item.item_id else item.heard_ms
+            spoken.append(
+                (item.started_ms, "agent", cut_transcript(item.text, heard_ms, item.generated_ms))
+            )
+        for _, speaker, text in sorted(spoken, key=lambda turn: turn[0]):
+            if not text or text == NOT_TRANSCRIBED:
+                continue
+            if speaker == "caller":
                 item = {
                     "type": "message",
                     "role": "user",
-                    "content": [{"type": "input_text", "text": turn.text}],
+                    "content": [{"type": "input_text", "text": text}],
                 }
-            else:
+            elif speaker == "agent":
                 item = {
                     "type": "message",
                     "role": "assistant",
-                    "content": [{"type": "output_text", "text": turn.text}],
+                    "content": [{"type": "output_text", "text": text}],
                 }
+            else:
+                continue
             actions.append(SendOpenAI(_json({"type": "conversation.item.create", "item": item})))
         if self.reconnect_reason == "connection_lost":
             instructions = RECONNECT_INSTRUCTIONS
@@ -573,8 +785,7 @@ class CallBridge:
             instructions = RESUME_INSTRUCTIONS
         else:
             return actions  # a quiet moment: the caller speaks next
-        create = {"type": "response.create", "response": {"instructions": instructions}}
-        actions.append(SendOpenAI(_json(create)))
+        actions.append(self._response_create(with_agent_instructions(self.agent, instructions)))
         return actions
 
     def on_staff_hangup(self) -> list[Action]:
@@ -583,10 +794,50 @@ class CallBridge:
     def on_openai_connect_failed(self, detail: str) -> list[Action]:
         return self._end(CompletionReason.OPENAI_CONNECTION_FAILED, "connect_failed", detail)
 
+    def on_max_duration(self) -> list[Action]:
+        """The agent's time limit: a goodbye once the current answer is done, then hang up."""
+        if self.ended or self.hangup_after_playback or self.stream_sid is None:
+            return []
+        log.info("call %s: time limit reached; saying goodbye", self.call_sid)
+        self.time_limit_reached = True
+        self.hangup_after_playback = True
+        self.goodbye_due = True
+        if self.response_id is not None:
+            self.hangup_requested_in = self.response_id  # its end is not the goodbye's
+            return []
+        return self._say_goodbye()
+
+    def on_goodbye_overdue(self) -> list[Action]:
+        return self._end(CompletionReason.TIME_LIMIT)
+
+    def _say_goodbye(self) -> list[Action]:
+        self.goodbye_due = False
+        self.hangup_requested_in = self.last_done_response_id
+        self.tool_calls.clear()
+        self.unanswered_outputs.clear()
+        return [
+            self._response_create(
+                with_agent_instructions(self.agent, GOODBYE_INSTRUCTIONS), tool_choice="none"
+            )
+        ]
+
+    def _response_create(self, instructions: str, **options) -> SendOpenAI:
+        response = {"instructions": instructions, **options} if instructions else options
+        event = (
+            {"type": "response.create", "response": response}
+            if response
+            else {"type": "response.create"}
+        )
+        return SendOpenAI(_json(event))
+
     # --- End --------------------------------------------------------------------------
     def finish(self) -> list[Action]:
-        """Turns still unsaved when the call ends, cut to what the caller heard."""
+        """Turns still unsaved when the call ends: the agent's cut to what the caller
+        heard, the caller's whose transcript never came marked as not transcribed."""
+        self.draining = False
         actions: list[Action] = []
+        for item_id in self._awaiting():
+            actions += self._caller_turn(item_id, NOT_TRANSCRIBED)
         for item in self.items.values():
             if item.saved or item.started_ms is None:
                 continue
@@ -599,14 +850,29 @@ class CallBridge:
         if self.ended:
             return []
         self.ended = True
+        if reason == CompletionReason.AGENT_HANGUP and self.time_limit_reached:
+            reason = CompletionReason.TIME_LIMIT
         return [EndCall(reason, error_code, error_message)]
+
+    def _end_after_transcripts(self, reason: str, error_code: str, message: str) -> list[Action]:
+        """End on a fault while the session is still open: the caller's last words may be
+        committed but not yet transcribed, so the transcripts still due are waited for."""
+        actions = self._end(reason, error_code, message)
+        if actions and self.awaiting_transcripts:
+            self.draining = True
+            return [EndCall(reason, error_code, message, wait_for_transcripts=True)]
+        return actions
 
     # --- Helpers ----------------------------------------------------------------------
     def _item(self, item_id: str, response_id: str) -> AgentItem:
         item = self.items.get(item_id)
         if item is None:
-            item = self.items[item_id] = AgentItem(item_id, response_id)
+            item = self.items[item_id] = AgentItem(item_id, response_id, self.session_number)
         return item
+
+    def _awaiting(self) -> list[str]:
+        """Caller items still owed a transcript, oldest first."""
+        return sorted(self.awaiting_transcripts, key=self.awaiting_transcripts.__getitem__)
 
     def _agent_done_speaking(self) -> bool:
         """True once the goodbye that followed end_call was generated and played."""

@@ -57,8 +57,15 @@ def save_turn(call_pk: int, turn: SaveTurn) -> None:
 
 
 def finalize_call(
-    call_pk: int, reason: str, error_code: str, error_message: str, usage: dict[str, int]
+    call_pk: int,
+    reason: str,
+    error_code: str,
+    error_message: str,
+    usage: dict[str, int],
+    openai_errors: tuple[int, str] = (0, ""),
 ) -> None:
+    """`openai_errors`: how many OpenAI errors the call met and the last one's code, kept
+    even when the call went on past them."""
     with transaction.atomic():
         call = Call.objects.select_for_update().get(pk=call_pk)
         if call.ended_at is not None:
@@ -72,6 +79,7 @@ def finalize_call(
         call.status = Call.Status.FAILED if reason in FAULT_REASONS else Call.Status.COMPLETED
         for name in USAGE_FIELDS:
             setattr(call, name, getattr(call, name) + usage.get(name, 0))
+        call.openai_error_count, call.openai_last_error = openai_errors[0], openai_errors[1][:100]
         call.save()
         # After commit: the worker must see the finished row (and nothing is sent if the
         # transaction rolls back).

@@ -5,7 +5,6 @@ import asyncio
 import contextlib
 import logging
 
-import httpx
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
@@ -31,10 +30,12 @@ from calls.bridge import (
 )
 from calls.outcomes import CompletionReason
 from calls.stream_tokens import read_stream_token
+from calls.twilio_signature import is_signed_by_twilio
 from calls.views import call_group
+from calls.webhooks import stream_url
 from voiceagents import realtime
 from voiceagents.log_context import current_call_sid
-from voiceagents.tools import run_http_tool
+from voiceagents.tools import run_http_tool, shared_http_client
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ MAX_OPENAI_BACKLOG = 1500
 OPENAI_CLOSE_TIMEOUT_S = 2.0
 # Twilio sends `start` right after `connected`; a stream without one is ended after this.
 STREAM_START_TIMEOUT_S = 5.0
+# After an agent's time limit, how long its goodbye may take before the line is cut.
+GOODBYE_GRACE_S = 30.0
 
 
 class MediaStreamConsumer(AsyncConsumer):
@@ -59,7 +62,6 @@ class MediaStreamConsumer(AsyncConsumer):
         self.background: set[asyncio.Task] = set()
         self.db_writes: list[asyncio.Task] = []
         self.twilio_open = False
-        self.http: httpx.AsyncClient | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         # Channels' own loop (await_many_dispatch) makes a task and runs an asyncio.wait
@@ -102,6 +104,10 @@ class MediaStreamConsumer(AsyncConsumer):
     # --- Twilio socket ------------------------------------------------------------------
     async def websocket_connect(self, message: dict) -> None:
         token = self.scope["url_route"]["kwargs"]["token"]
+        if not self._handshake_signed_by_twilio(token):
+            log.warning("refused media stream: the handshake is not signed by Twilio")
+            await self.send({"type": "websocket.close", "code": 4403})
+            return
         call_sid = read_stream_token(token)
         claimed = (
             await database_sync_to_async(call_records.claim_stream)(call_sid) if call_sid else None
@@ -128,6 +134,19 @@ class MediaStreamConsumer(AsyncConsumer):
         self.openai_task = asyncio.create_task(self._run_openai(agent))
         self._spawn(self._roll_over_sessions())
         self._spawn(self._expect_start())
+        if agent.max_call_duration_s:
+            self._spawn(self._enforce_time_limit(agent.max_call_duration_s))
+
+    def _handshake_signed_by_twilio(self, token: str) -> bool:
+        """Twilio signs the handshake like a webhook, over the wss:// URL without
+        parameters; checked on top of the single-use token, as Twilio's docs ask."""
+        headers = dict(self.scope.get("headers") or [])
+        return is_signed_by_twilio(
+            stream_url(token),
+            {},
+            headers.get(b"x-twilio-signature", b"").decode("latin-1"),
+            headers.get(b"x-twilio-webhooks-signature-settings", b"").decode("latin-1"),
+        )
 
     async def websocket_receive(self, message: dict) -> None:
         if self.bridge is None:
@@ -237,6 +256,16 @@ class MediaStreamConsumer(AsyncConsumer):
             else:
                 await asyncio.sleep(0.25)
 
+    async def _enforce_time_limit(self, limit_s: float) -> None:
+        bridge = self.bridge
+        assert bridge is not None
+        await asyncio.sleep(limit_s)
+        await self._guarded(bridge.on_max_duration)
+        await asyncio.sleep(GOODBYE_GRACE_S)
+        if not bridge.ended:
+            log.warning("call %s: the goodbye did not finish; hanging up", bridge.call_sid)
+            await self._perform(bridge.on_goodbye_overdue())
+
     async def _expect_start(self) -> None:
         await asyncio.sleep(STREAM_START_TIMEOUT_S)
         if self.bridge is not None:
@@ -292,12 +321,18 @@ class MediaStreamConsumer(AsyncConsumer):
 
     async def _run_tool(self, action: RunTool) -> None:
         assert self.bridge is not None
-        if self.http is None:
-            self.http = httpx.AsyncClient(timeout=settings.HTTP_TOOL_TIMEOUT_S)
         output = await run_http_tool(
-            self.http, action.url, action.name, action.arguments, self.bridge.call_sid
+            shared_http_client(), action.url, action.name, action.arguments, self.bridge.call_sid
         )
         await self._guarded(self.bridge.on_tool_result, action.call_id, output)
+
+    async def _wait_for_transcripts(self, bridge: CallBridge) -> None:
+        """The session is still open after a fault: the caller's last words may be
+        committed and their transcript on its way. The reader keeps feeding the bridge."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.OPENAI_TRANSCRIPT_WAIT_S
+        while bridge.awaiting_transcripts and loop.time() < deadline and self.openai:  # noqa: ASYNC110 - state the reader task changes
+            await asyncio.sleep(0.02)
 
     async def _end_call(self, end: EndCall) -> None:
         """Close OpenAI, keep every turn, finalise the call, then close Twilio's socket.
@@ -306,6 +341,8 @@ class MediaStreamConsumer(AsyncConsumer):
         assert bridge is not None and self.call_pk is not None
         bridge.ended = True
         log.info("call %s ending: %s %s", bridge.call_sid, end.reason, end.error_code)
+        if end.wait_for_transcripts:
+            await self._wait_for_transcripts(bridge)
         if self.openai_task is not None and self.openai_task is not asyncio.current_task():
             self.openai_task.cancel()
         if self.openai is not None:
@@ -320,10 +357,13 @@ class MediaStreamConsumer(AsyncConsumer):
             if isinstance(result, BaseException):
                 log.error("call %s: a turn could not be saved: %r", bridge.call_sid, result)
         await database_sync_to_async(call_records.finalize_call)(
-            self.call_pk, end.reason, end.error_code, end.error_message, bridge.usage
+            self.call_pk,
+            end.reason,
+            end.error_code,
+            end.error_message,
+            bridge.usage,
+            (bridge.openai_errors, bridge.last_openai_error),
         )
-        if self.http is not None:
-            await self.http.aclose()
         if self.twilio_open:
             self.twilio_open = False
             await self.send({"type": "websocket.close", "code": 1000})

@@ -56,6 +56,10 @@ class Call(models.Model):
     )
     error_code = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)
+    openai_error_count = models.PositiveIntegerField(
+        default=0, help_text="OpenAI errors during the call, including those it survived."
+    )
+    openai_last_error = models.CharField(max_length=100, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)

@@ -9,6 +9,7 @@ class CompletionReason(TextChoices):
     CALLER_HANGUP = "caller_hangup", "Caller hung up"
     AGENT_HANGUP = "agent_hangup", "Agent hung up"
     STAFF_HANGUP = "staff_hangup", "Ended by staff"
+    TIME_LIMIT = "time_limit", "Time limit reached (agent said goodbye)"
     OPENAI_CONNECTION_FAILED = "openai_connection_failed", "OpenAI connection failure"
     OPENAI_ERROR = "openai_error", "OpenAI error"
     SERVER_ERROR = "server_error", "Server error"

@@ -5,13 +5,13 @@ import logging
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods
 from twilio.twiml.voice_response import Connect, Start, VoiceResponse
 
 from calls.forms import IncomingCallForm
 from calls.models import Call, PhoneNumber
 from calls.stream_tokens import make_stream_token
-from calls.twilio_signature import twilio_signature_required
+from calls.twilio_signature import twilio_signature_required, webhook_params
 from voiceagents.log_context import current_call_sid
 
 log = logging.getLogger(__name__)
@@ -26,12 +26,16 @@ def stream_url(token: str) -> str:
     return f"{base}/twilio/stream/{token}"
 
 
+# A number's voice URL may be configured for GET or POST in Twilio's console.
+voice_webhook = require_http_methods(["GET", "POST"])
+
+
 @csrf_exempt
-@require_POST
+@voice_webhook
 @twilio_signature_required
 def incoming_call(request: HttpRequest) -> HttpResponse:
     """A call arrives: answer with a bidirectional media stream to the number's agent."""
-    form = IncomingCallForm(request.POST)
+    form = IncomingCallForm(webhook_params(request))
     if not form.is_valid():
         log.warning("refused voice webhook: %s", form.error_text())
         return HttpResponse(form.error_text(), status=400, content_type="text/plain")
@@ -87,11 +91,11 @@ def start_recording() -> Start:
 
 
 @csrf_exempt
-@require_POST
+@voice_webhook
 @twilio_signature_required
 def stream_ended(request: HttpRequest) -> HttpResponse:
     """Twilio asks what to do once our media stream closed: apologise if it was our fault."""
-    call = Call.objects.filter(sid=request.POST.get("CallSid", "")).first()
+    call = Call.objects.filter(sid=webhook_params(request).get("CallSid", "")).first()
     response = VoiceResponse()
     if call is not None and call.ended_with_fault:
         response.say(settings.APOLOGY_TEXT)

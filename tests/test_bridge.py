@@ -6,7 +6,9 @@ import orjson
 import pytest
 
 from calls.bridge import (
+    GOODBYE_INSTRUCTIONS,
     MAX_TWILIO_MESSAGE_CHARS,
+    NOT_TRANSCRIBED,
     RESUME_INSTRUCTIONS,
     CallBridge,
     EndCall,
@@ -245,6 +247,8 @@ def test_marks_measure_what_was_heard_and_barge_in_truncates_to_it(bridge):
     to_twilio, to_openai = sent_twilio(actions), sent_openai(actions)
     assert to_twilio == [{"event": "clear", "streamSid": STREAM_SID}]
     assert [e["type"] for e in to_openai] == ["response.cancel", "conversation.item.truncate"]
+    # Our own event id, so an error about this truncate is recognised as harmless.
+    assert to_openai[1].pop("event_id").startswith("va_truncate_")
     assert to_openai[1] == {
         "type": "conversation.item.truncate",
         "item_id": "item_1",
@@ -429,47 +433,116 @@ def test_end_call_tool_hangs_up_after_the_goodbye_has_played(bridge):
 
 
 @pytest.mark.parametrize(
-    ("error", "code"),
+    "error",
     [
-        (
-            {
-                "type": "invalid_request_error",
-                "code": "rate_limit_exceeded",
-                "message": "slow down",
-            },
-            "rate_limit_exceeded",
-        ),
-        ({"type": "server_error", "code": None, "message": "boom"}, "server_error"),
+        {"type": "invalid_request_error", "code": "rate_limit_exceeded", "message": "slow down"},
+        {"type": "server_error", "code": None, "message": "boom"},
+        {"type": "invalid_request_error", "code": "unknown_parameter", "message": "x"},
+        {"type": "something_new", "message": "a type nobody has seen"},
     ],
+    ids=["rate-limit", "null-code-server-error", "bad-parameter", "unknown-type"],
 )
-def test_openai_errors_end_the_call_with_their_code(bridge, error, code):
-    (end,) = bridge.on_openai_text(openai("error", error=error))
-    assert end == EndCall("openai_error", code, error["message"])
-    assert bridge.on_openai_text(openai("error", error=error)) == []  # one ending only
+def test_recoverable_openai_errors_are_counted_and_the_call_goes_on(bridge, error):
+    assert bridge.on_openai_text(openai("error", error=error)) == []
+    assert not bridge.ended
+    assert bridge.openai_errors == 1
+    assert bridge.last_openai_error == (error.get("code") or error["type"])
 
 
-def test_cancel_race_error_is_not_a_fault(bridge):
-    error = {"type": "invalid_request_error", "code": "response_cancel_not_active", "message": "x"}
+@pytest.mark.parametrize(
+    "code", ["response_cancel_not_active", "conversation_already_has_active_response"]
+)
+def test_races_with_server_vad_are_not_faults(bridge, code):
+    error = {"type": "invalid_request_error", "code": code, "message": "x"}
+    assert bridge.on_openai_text(openai("error", error=error)) == []
+    assert not bridge.ended
+    assert bridge.openai_errors == 0
+
+
+def test_an_error_about_our_truncate_is_benign(bridge):
+    speak(bridge, "resp_1", "item_1", [100], "Hi")
+    actions = bridge.on_openai_text(
+        openai("input_audio_buffer.speech_started", audio_start_ms=0, item_id="u1")
+    )
+    (truncate,) = [e for e in sent_openai(actions) if e["type"] == "conversation.item.truncate"]
+    error = {
+        "type": "invalid_request_error",
+        "code": "invalid_value",
+        "message": "Audio content of 0ms is already shorter than 10ms",
+        "event_id": truncate["event_id"],
+    }
     assert bridge.on_openai_text(openai("error", error=error)) == []
     assert not bridge.ended
 
 
-def test_failed_response_ends_the_call(bridge):
-    bridge.on_openai_text(openai("response.created", response={"id": "r1"}))
-    actions = bridge.on_openai_text(
+@pytest.mark.parametrize(
+    "error",
+    [
+        {"type": "invalid_request_error", "code": "invalid_api_key", "message": "bad key"},
+        {"type": "insufficient_quota", "code": "insufficient_quota", "message": "no credit"},
+        {"type": "authentication_error", "code": None, "message": "who are you"},
+    ],
+    ids=["api-key", "quota", "null-code-authentication"],
+)
+def test_fatal_openai_errors_end_the_call_with_their_code(bridge, error):
+    (end,) = bridge.on_openai_text(openai("error", error=error))
+    assert end == EndCall("openai_error", error["code"] or error["type"], error["message"])
+    assert bridge.on_openai_text(openai("error", error=error)) == []  # one ending only
+
+
+def test_a_refused_session_update_is_fatal():
+    bridge = CallBridge(CALL_SID, agent_config(), stream_token=TOKEN)
+    (update,) = sent_openai(bridge.on_openai_connected())
+    error = {
+        "type": "invalid_request_error",
+        "code": "invalid_value",
+        "message": "Invalid value: 'verse2'",
+        "param": "session.audio.output.voice",
+        "event_id": update["event_id"],
+    }
+    (end,) = bridge.on_openai_text(openai("error", error=error))
+    assert (end.reason, end.error_code) == ("openai_error", "invalid_value")
+
+
+def failed_response(bridge, response_id, error):
+    bridge.on_openai_text(openai("response.created", response={"id": response_id}))
+    return bridge.on_openai_text(
         openai(
             "response.done",
             response={
-                "id": "r1",
+                "id": response_id,
                 "status": "failed",
-                "status_details": {
-                    "type": "failed",
-                    "error": {"type": "server_error", "code": "server_error", "message": "m"},
-                },
+                "status_details": {"type": "failed", "error": error},
             },
         )
     )
-    assert of_type(actions, EndCall) == [EndCall("openai_error", "server_error", "m")]
+
+
+def test_a_failed_response_is_retried_once_then_ends_the_call(bridge):
+    error = {"type": "server_error", "code": "server_error"}
+    retry = failed_response(bridge, "r1", error)
+    assert sent_openai(retry) == [
+        {"type": "response.create", "response": {"instructions": "Be brief."}}
+    ]
+    assert not bridge.ended
+    (end,) = of_type(failed_response(bridge, "r2", error), EndCall)
+    assert (end.reason, end.error_code) == ("openai_error", "server_error")
+    assert end.error_message == "response failed: type=server_error code=server_error"
+    assert (bridge.openai_errors, bridge.last_openai_error) == (2, "server_error")
+
+
+def test_a_completed_response_resets_the_failure_count(bridge):
+    error = {"type": "server_error", "code": None}
+    failed_response(bridge, "r1", error)
+    speak(bridge, "r2", "item_2", [100], "Sorry, say again?")
+    response_done(bridge, "r2")
+    assert of_type(failed_response(bridge, "r3", error), EndCall) == []
+
+
+def test_a_response_failed_for_quota_ends_at_once(bridge):
+    error = {"type": "insufficient_quota", "code": "insufficient_quota"}
+    (end,) = of_type(failed_response(bridge, "r1", error), EndCall)
+    assert end.error_code == "insufficient_quota"
 
 
 @pytest.mark.parametrize(
@@ -500,11 +573,26 @@ def test_finish_saves_what_the_caller_heard_of_an_unfinished_turn(bridge):
     assert turn.text == "alpha beta"
 
 
-def test_dtmf_is_noted_in_the_conversation_and_the_transcript(bridge):
-    actions = bridge.on_twilio_text(twilio("dtmf", dtmf={"track": "inbound_track", "digit": "5"}))
-    (item,) = sent_openai(actions)
+def dtmf(bridge, digit: str):
+    return bridge.on_twilio_text(twilio("dtmf", dtmf={"track": "inbound_track", "digit": digit}))
+
+
+def test_dtmf_is_noted_in_the_conversation_and_answered(bridge):
+    actions = dtmf(bridge, "5")
+    item, create = sent_openai(actions)
     assert item["item"]["content"][0]["text"] == "[caller pressed 5]"
+    assert create == {"type": "response.create"}
     assert of_type(actions, SaveTurn)[0].text == "[caller pressed 5]"
+
+
+def test_dtmf_waits_for_a_response_or_a_caller_turn_already_under_way(bridge):
+    bridge.on_openai_text(openai("response.created", response={"id": "r1"}))
+    assert [e["type"] for e in sent_openai(dtmf(bridge, "1"))] == ["conversation.item.create"]
+    response_done(bridge, "r1")
+    bridge.on_openai_text(
+        openai("input_audio_buffer.speech_started", audio_start_ms=0, item_id="u")
+    )
+    assert [e["type"] for e in sent_openai(dtmf(bridge, "2"))] == ["conversation.item.create"]
 
 
 def test_base64_length_and_transcript_cut_helpers():
@@ -642,7 +730,8 @@ def test_expiry_in_the_middle_of_an_answer_asks_the_new_session_to_answer_again(
     ]
     replay = sent_openai(bridge.on_openai_reconnected())
     assert [e["type"] for e in replay] == ["session.update", "response.create"]
-    assert replay[-1]["response"]["instructions"] == RESUME_INSTRUCTIONS
+    # Per-response instructions replace the session's: the agent's own come first.
+    assert replay[-1]["response"]["instructions"] == f"Be brief.\n\n{RESUME_INSTRUCTIONS}"
 
 
 def test_caller_turns_after_a_new_session_stay_on_the_stream_clock(bridge):
@@ -662,3 +751,268 @@ def test_caller_turns_after_a_new_session_stay_on_the_stream_clock(bridge):
         )
     )
     assert turn.started_ms == 60_020 + 500
+
+
+# --- Tools while the caller talks ---------------------------------------------------------
+def output_added(bridge, call_id):
+    item = {"id": "out_" + call_id, "type": "function_call_output", "call_id": call_id}
+    return bridge.on_openai_text(openai("conversation.item.added", item=item))
+
+
+def caller_starts(bridge, item_id="u1"):
+    return bridge.on_openai_text(
+        openai("input_audio_buffer.speech_started", audio_start_ms=0, item_id=item_id)
+    )
+
+
+def test_a_tool_result_while_the_caller_talks_is_left_to_their_turns_response(bridge):
+    function_call(bridge, "r1", "call_1", "lookup")
+    response_done(bridge, "r1")
+    caller_starts(bridge)  # "uh-huh" during the slow tool
+    result = sent_openai(bridge.on_tool_result("call_1", '{"open": true}'))
+    assert [e["type"] for e in result] == ["conversation.item.create"]  # no response.create
+    output_added(bridge, "call_1")
+    # Server VAD answers the caller's turn, with the output already in the conversation.
+    bridge.on_openai_text(openai("response.created", response={"id": "r2"}))
+    assert sent_openai(response_done(bridge, "r2")) == []
+    assert bridge.can_roll_over()
+
+
+def test_an_output_that_reached_the_server_after_its_response_began_gets_its_own(bridge):
+    function_call(bridge, "r1", "call_1", "lookup")
+    response_done(bridge, "r1")
+    caller_starts(bridge)
+    bridge.on_tool_result("call_1", "{}")
+    # The caller's turn ended a moment before: server VAD created its response first.
+    bridge.on_openai_text(openai("response.created", response={"id": "r2"}))
+    output_added(bridge, "call_1")
+    assert sent_openai(response_done(bridge, "r2")) == [{"type": "response.create"}]
+
+
+@pytest.mark.parametrize("offset_events", range(4))
+def test_a_tool_result_around_the_end_of_a_caller_turn_never_ends_the_call(bridge, offset_events):
+    """The result lands at any point of: speech started, speech stopped, response.created,
+    response.done; the call goes on and the output is answered exactly once."""
+    function_call(bridge, "r1", "call_1", "lookup")
+    response_done(bridge, "r1")
+    steps = [
+        lambda: caller_starts(bridge),
+        lambda: bridge.on_openai_text(
+            openai("input_audio_buffer.speech_stopped", audio_end_ms=900, item_id="u1")
+        ),
+        lambda: bridge.on_openai_text(openai("response.created", response={"id": "r2"})),
+        lambda: response_done(bridge, "r2"),
+    ]
+    creates = 0
+    for index, step in enumerate(steps):
+        if index == offset_events:
+            actions = bridge.on_tool_result("call_1", "{}")
+            output_added(bridge, "call_1")
+            creates += sum(e["type"] == "response.create" for e in sent_openai(actions))
+        creates += sum(e["type"] == "response.create" for e in sent_openai(step()))
+    assert not bridge.ended
+    # Before the caller spoke: answered at once. During their turn or before r2 was
+    # created: r2 covers it. After r2 was created: one response.create once r2 is done.
+    assert creates == {0: 1, 1: 0, 2: 0, 3: 1}[offset_events]
+    assert bridge.unanswered_outputs == {}
+
+
+def test_the_tool_name_and_call_id_are_taken_from_the_output_item_too(bridge):
+    bridge.on_openai_text(openai("response.created", response={"id": "r1"}))
+    item = {
+        "id": "fc_1",
+        "type": "function_call",
+        "status": "completed",
+        "name": "lookup",
+        "call_id": "call_9",
+        "arguments": '{"q": 1}',
+    }
+    actions = bridge.on_openai_text(
+        openai("response.output_item.done", response_id="r1", output_index=0, item=item)
+    )
+    assert of_type(actions, RunTool) == [RunTool("call_9", "lookup", '{"q": 1}', "http://t/lookup")]
+    # The arguments event for the same call runs nothing twice.
+    again = bridge.on_openai_text(
+        openai(
+            "response.function_call_arguments.done",
+            response_id="r1",
+            item_id="fc_1",
+            output_index=0,
+            call_id="call_9",
+            name="lookup",
+            arguments='{"q": 1}',
+        )
+    )
+    assert again == []
+
+
+def test_a_name_missing_from_the_arguments_event_comes_from_the_added_item(bridge):
+    bridge.on_openai_text(openai("response.created", response={"id": "r1"}))
+    added = {"id": "fc_2", "type": "function_call", "name": "lookup", "call_id": "call_2"}
+    bridge.on_openai_text(
+        openai("response.output_item.added", response_id="r1", output_index=0, item=added)
+    )
+    actions = bridge.on_openai_text(
+        openai(
+            "response.function_call_arguments.done",
+            response_id="r1",
+            item_id="fc_2",
+            output_index=0,
+            call_id="call_2",
+            arguments="{}",
+        )
+    )
+    assert [a.name for a in of_type(actions, RunTool)] == ["lookup"]
+
+
+# --- Sessions, formats and transcripts ----------------------------------------------------
+def session_updated(bridge, input_type="audio/pcmu", output_type="audio/pcmu"):
+    session = {
+        "audio": {
+            "input": {"format": {"type": input_type}},
+            "output": {"format": {"type": output_type}},
+        }
+    }
+    return bridge.on_openai_text(openai("session.updated", session=session))
+
+
+def test_session_updated_with_phone_formats_is_fine_and_checked_once(bridge):
+    assert session_updated(bridge) == []
+    assert session_updated(bridge, output_type="audio/pcm") == []  # only the first counts
+
+
+def test_session_updated_with_other_formats_ends_the_call(bridge):
+    (end,) = session_updated(bridge, output_type="audio/pcm")
+    assert (end.reason, end.error_code) == ("openai_error", "audio_format_mismatch")
+    assert "audio/pcm out" in end.error_message
+
+
+def test_barge_in_after_a_reconnect_clears_old_audio_but_truncates_only_new_items(bridge):
+    speak(bridge, "r1", "old_item", [100, 100], "From the old session")
+    bridge.on_openai_closed("lost")
+    bridge.on_openai_reconnected()
+    actions = caller_starts(bridge)
+    assert sent_twilio(actions) == [{"event": "clear", "streamSid": STREAM_SID}]
+    assert [e for e in sent_openai(actions) if e["type"] == "conversation.item.truncate"] == []
+    speak(bridge, "r2", "new_item", [100, 100], "From the new session")
+    truncates = [
+        e
+        for e in sent_openai(caller_starts(bridge, "u2"))
+        if e["type"] == "conversation.item.truncate"
+    ]
+    assert [t["item_id"] for t in truncates] == ["new_item"]
+
+
+def commit(bridge, item_id, audio_start_ms=0):
+    bridge.on_openai_text(
+        openai("input_audio_buffer.speech_started", audio_start_ms=audio_start_ms, item_id=item_id)
+    )
+    return bridge.on_openai_text(
+        openai("input_audio_buffer.committed", previous_item_id=None, item_id=item_id)
+    )
+
+
+def transcript(bridge, item_id, text):
+    return bridge.on_openai_text(
+        openai(
+            "conversation.item.input_audio_transcription.completed",
+            item_id=item_id,
+            content_index=0,
+            transcript=text,
+        )
+    )
+
+
+def test_a_fatal_error_waits_for_the_callers_last_transcript(bridge):
+    commit(bridge, "u1", audio_start_ms=1200)
+    error = {"type": "insufficient_quota", "code": "insufficient_quota", "message": "m"}
+    (end,) = bridge.on_openai_text(openai("error", error=error))
+    assert end.wait_for_transcripts
+    (turn,) = transcript(bridge, "u1", "Can I book for Friday?")
+    assert (turn.speaker, turn.text, turn.started_ms) == ("caller", "Can I book for Friday?", 1200)
+    assert bridge.awaiting_transcripts == {}
+    assert bridge.on_openai_text(openai("response.created", response={"id": "r9"})) == []
+
+
+def test_a_transcript_that_never_comes_is_stored_as_not_transcribed(bridge):
+    commit(bridge, "u1", audio_start_ms=300)
+    bridge.on_openai_text(
+        openai("error", error={"type": "invalid_request_error", "code": "invalid_api_key"})
+    )
+    (turn,) = bridge.finish()
+    assert (turn.speaker, turn.text, turn.started_ms) == ("caller", NOT_TRANSCRIBED, 300)
+
+
+def test_a_lost_connection_stores_pending_caller_turns_as_not_transcribed(bridge):
+    commit(bridge, "u1")
+    actions = bridge.on_openai_closed("lost")
+    assert [(t.speaker, t.text) for t in of_type(actions, SaveTurn)] == [
+        ("caller", NOT_TRANSCRIBED)
+    ]
+    assert of_type(actions, ReconnectOpenAI)
+
+
+def test_the_replay_keeps_the_answer_being_heard_cut_to_what_was_heard(bridge):
+    bridge.on_twilio_text(media_msg(audio_b64(20), 0))
+    speak(bridge, "r1", "item_1", [100] * 4, "one two three four five six seven eight")
+    first = next(iter(bridge.pending_marks))
+    bridge.on_twilio_text(mark_msg(first))  # 100 ms heard at stream time 20 ms
+    bridge.on_twilio_text(media_msg(audio_b64(20), 100))  # 100 ms later: about 200 ms heard
+    bridge.on_openai_closed("lost")
+    replay = sent_openai(bridge.on_openai_reconnected())
+    items = [e["item"] for e in replay if e["type"] == "conversation.item.create"]
+    assert [(i["role"], i["content"][0]["text"]) for i in items] == [
+        ("assistant", "one two three four")
+    ]
+
+
+def test_the_playing_position_runs_on_from_the_last_mark_up_to_the_next(bridge):
+    bridge.on_twilio_text(media_msg(audio_b64(20), 0))  # stream time 20 ms
+    speak(bridge, "r1", "item_1", [200, 200], "a b c d")
+    assert bridge.playing_position() == ("item_1", 0)
+    bridge.on_twilio_text(media_msg(audio_b64(20), 60))  # 80 ms
+    assert bridge.playing_position() == ("item_1", 60)
+    bridge.on_twilio_text(media_msg(audio_b64(20), 400))  # far past the first mark's 200 ms
+    assert bridge.playing_position() == ("item_1", 200)  # not past an unechoed mark
+    bridge.on_twilio_text(mark_msg(next(iter(bridge.pending_marks))))
+    bridge.on_twilio_text(media_msg(audio_b64(20), 430))
+    assert bridge.playing_position() == ("item_1", 230)
+
+
+# --- Idle callers and the time limit ------------------------------------------------------
+def test_the_silence_committed_by_an_idle_timeout_is_not_a_caller_turn(bridge):
+    bridge.on_openai_text(
+        openai(
+            "input_audio_buffer.timeout_triggered",
+            audio_start_ms=0,
+            audio_end_ms=5000,
+            item_id="t1",
+        )
+    )
+    bridge.on_openai_text(
+        openai("input_audio_buffer.committed", previous_item_id=None, item_id="t1")
+    )
+    assert transcript(bridge, "t1", "") == []
+    assert bridge.awaiting_transcripts == {}
+
+
+def test_the_time_limit_waits_for_the_answer_then_says_goodbye_and_hangs_up(bridge):
+    speak(bridge, "r1", "item_1", [100], "Our hours are")
+    assert bridge.on_max_duration() == []  # the current answer finishes first
+    (goodbye,) = sent_openai(response_done(bridge, "r1"))
+    assert goodbye["type"] == "response.create"
+    assert goodbye["response"]["tool_choice"] == "none"
+    assert goodbye["response"]["instructions"] == f"Be brief.\n\n{GOODBYE_INSTRUCTIONS}"
+    for mark in list(bridge.pending_marks):
+        bridge.on_twilio_text(mark_msg(mark))
+    speak(bridge, "r2", "item_bye", [100], "Goodbye!")
+    response_done(bridge, "r2")
+    (mark,) = list(bridge.pending_marks)
+    assert of_type(bridge.on_twilio_text(mark_msg(mark)), EndCall) == [EndCall("time_limit")]
+
+
+def test_the_time_limit_in_a_quiet_moment_says_goodbye_at_once(bridge):
+    (goodbye,) = sent_openai(bridge.on_max_duration())
+    assert goodbye["type"] == "response.create"
+    assert bridge.on_max_duration() == []  # once
+    assert bridge.on_goodbye_overdue() == [EndCall("time_limit")]

@@ -6,7 +6,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from calls.bridge import CallBridge, EndCall, SendOpenAI, SendTwilio
+from calls.bridge import NOT_TRANSCRIBED, CallBridge, EndCall, SendOpenAI, SendTwilio
 from tests.test_bridge import CALL_SID, STREAM_SID, TOKEN, agent_config, start_msg
 
 RESPONSE_IDS = ["resp_a", "resp_b", "resp_c"]
@@ -35,7 +35,7 @@ twilio_events = st.one_of(
     ),
     st.builds(lambda n: ("mark", n), st.integers(0, 30)),
     st.just(("twilio", orjson.dumps({"event": "stop", "streamSid": STREAM_SID}))),
-    st.just(("twilio", orjson.dumps({"event": "dtmf", "dtmf": {"digit": "1"}}))),
+    st.just(("dtmf", orjson.dumps({"event": "dtmf", "dtmf": {"digit": "1"}}))),
     st.binary(max_size=40).map(lambda b: ("twilio", b)),
     st.text(max_size=40).map(lambda t: ("twilio", t)),
 )
@@ -114,11 +114,85 @@ openai_events = st.one_of(
         st.sampled_from(["end_call", "lookup", "unknown"]),
     ),
     st.builds(
-        lambda c: {
+        lambda t, c, e: {
             "type": "error",
-            "error": {"type": "invalid_request_error", "code": c, "message": "m"},
+            "error": {"type": t, "code": c, "message": "m", "event_id": e},
         },
-        st.sampled_from(["response_cancel_not_active", "rate_limit_exceeded", "session_expired"]),
+        st.sampled_from(["invalid_request_error", "server_error", "authentication_error"]),
+        st.sampled_from(
+            [
+                "response_cancel_not_active",
+                "conversation_already_has_active_response",
+                "rate_limit_exceeded",
+                "session_expired",
+                "insufficient_quota",
+                None,
+            ]
+        ),
+        st.sampled_from([None, "va_truncate_1", "va_session_update_1"]),
+    ),
+    # A response that failed, with the error's type and code (no message there).
+    st.builds(
+        lambda r, c: {
+            "type": "response.done",
+            "response": {
+                "id": r,
+                "status": "failed",
+                "status_details": {"type": "failed", "error": {"type": "server_error", "code": c}},
+            },
+        },
+        st.sampled_from(RESPONSE_IDS),
+        st.sampled_from(["server_error", None, "insufficient_quota"]),
+    ),
+    # Tool calls announced by their output item; outputs entering the conversation.
+    st.builds(
+        lambda r, c, n: {
+            "type": "response.output_item.done",
+            "response_id": r,
+            "item": {
+                "id": "fc_" + c,
+                "type": "function_call",
+                "status": "completed",
+                "call_id": c,
+                "name": n,
+                "arguments": "{}",
+            },
+        },
+        st.sampled_from(RESPONSE_IDS),
+        st.sampled_from(["call_1", "call_2"]),
+        st.sampled_from(["end_call", "lookup"]),
+    ),
+    st.builds(
+        lambda c: {
+            "type": "conversation.item.added",
+            "item": {"id": "o_" + c, "type": "function_call_output", "call_id": c},
+        },
+        st.sampled_from(["call_1", "call_2"]),
+    ),
+    st.builds(
+        lambda i: {"type": "input_audio_buffer.committed", "item_id": i},
+        st.sampled_from(["u1", "u2", "t1"]),
+    ),
+    st.builds(
+        lambda i: {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 0, "item_id": i},
+        st.sampled_from(["u1", "u2"]),
+    ),
+    st.just(
+        {
+            "type": "input_audio_buffer.timeout_triggered",
+            "audio_start_ms": 0,
+            "audio_end_ms": 5000,
+            "item_id": "t1",
+        }
+    ),
+    st.builds(
+        lambda f: {
+            "type": "session.updated",
+            "session": {
+                "audio": {"input": {"format": {"type": f}}, "output": {"format": {"type": f}}}
+            },
+        },
+        st.sampled_from(["audio/pcmu", "audio/pcmu", "audio/pcm"]),
     ),
     st.dictionaries(
         st.sampled_from(["type", "response", "item_id", "delta"]),
@@ -128,7 +202,16 @@ openai_events = st.one_of(
 
 tool_results = st.builds(lambda c: ("tool", c), st.sampled_from(["call_1", "call_2"]))
 # The OpenAI socket drops, a new session is opened, or one rolls over at a quiet moment.
-session_changes = st.sampled_from([("closed", None), ("reconnected", None), ("rollover", None)])
+# The time limit passes, or its goodbye overruns.
+session_changes = st.sampled_from(
+    [
+        ("closed", None),
+        ("reconnected", None),
+        ("rollover", None),
+        ("time_limit", None),
+        ("goodbye_overdue", None),
+    ]
+)
 events = st.lists(
     st.one_of(twilio_events, openai_events, tool_results, session_changes), max_size=80
 )
@@ -141,8 +224,9 @@ def test_random_event_sequences_keep_the_invariants(sequence):
     generated_ms: dict[str, int] = {}
     marks_sent: list[str] = []
     ends = 0
+    busy = False
     for source, payload in sequence:
-        if source == "twilio":
+        if source in ("twilio", "dtmf"):
             actions = bridge.on_twilio_text(payload)
         elif source == "mark":
             name = marks_sent[payload % len(marks_sent)] if marks_sent else str(payload)
@@ -157,8 +241,14 @@ def test_random_event_sequences_keep_the_invariants(sequence):
             actions = bridge.on_openai_reconnected() if not bridge.ended else []
         elif source == "rollover":
             actions = bridge.roll_over() if bridge.can_roll_over() else []
+        elif source == "time_limit":
+            actions = bridge.on_max_duration()
+        elif source == "goodbye_overdue":
+            actions = bridge.on_goodbye_overdue() if bridge.hangup_after_playback else []
         else:
             actions = bridge.on_openai_text(payload)
+        busy_before = busy
+        busy = bridge.response_id is not None or bridge.caller_turn_open
 
         if ends:
             assert actions == [], "nothing may happen after the call ended"
@@ -174,6 +264,11 @@ def test_random_event_sequences_keep_the_invariants(sequence):
                 event = orjson.loads(action.text)
                 if event["type"] == "conversation.item.truncate":
                     assert 0 <= event["audio_end_ms"] <= generated_ms.get(event["item_id"], 0)
+                    # Only the current session knows the item.
+                    assert bridge.items[event["item_id"]].session == bridge.session_number
+                if event["type"] == "response.create" and source in ("tool", "dtmf"):
+                    # A tool result or key press never races a response or a caller turn.
+                    assert not busy_before
         # What the bridge believes was generated, checked against what it forwarded.
         for item in bridge.items.values():
             generated_ms[item.item_id] = item.generated_ms
@@ -181,4 +276,80 @@ def test_random_event_sequences_keep_the_invariants(sequence):
         assert set(bridge.pending_marks) <= set(marks_sent)
     assert ends <= 1
     for turn in bridge.finish():
-        assert turn.speaker == "agent"
+        # Agent turns cut to what was heard, or caller turns whose transcript never came.
+        assert turn.speaker == "agent" or (turn.speaker, turn.text) == ("caller", NOT_TRANSCRIBED)
+
+
+# --- Truncation follows what the caller heard, whatever the chunk size -------------------
+chunk_plans = st.lists(
+    st.tuples(st.integers(0, 300), st.integers(1, 500)),  # (gap before it arrives, ms)
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunk_plans, st.integers(0, 6000))
+def test_barge_in_truncates_within_20_ms_of_what_was_heard(plan, barge_in_at):
+    """A simulated Twilio: caller frames every 20 ms (the bridge's only clock), agent
+    chunks of random sizes arriving at random times, played back to back in real time,
+    each mark echoed when the audio before it has played."""
+    bridge = CallBridge(CALL_SID, agent_config(), stream_token=TOKEN)
+    bridge.on_twilio_text(start_msg())
+    bridge.on_openai_text(orjson.dumps({"type": "response.created", "response": {"id": "r"}}))
+    arrivals, at = [], 0
+    for gap, ms in plan:
+        at += gap
+        arrivals.append((at, ms))
+    starts, ends, playing_until = [], [], 0
+    for arrive, ms in arrivals:
+        start = max(arrive, playing_until)
+        starts.append(start)
+        playing_until = start + ms
+        ends.append(playing_until)
+
+    events = [(20 * k + 20, 0, ("frame", 20 * k)) for k in range((barge_in_at + 20) // 20)]
+    events += [(end, 1, ("echo", i)) for i, end in enumerate(ends)]
+    events += [(arrive, 2, ("chunk", i)) for i, (arrive, _) in enumerate(arrivals)]
+    marks: list[str] = []
+    for time_ms, _, (kind, value) in sorted(events):
+        if time_ms > barge_in_at:
+            break
+        if kind == "frame":
+            bridge.on_twilio_text(
+                orjson.dumps(
+                    {
+                        "event": "media",
+                        "streamSid": STREAM_SID,
+                        "media": {"timestamp": str(value), "payload": _audio(20)},
+                    }
+                )
+            )
+        elif kind == "chunk":
+            delta = {
+                "type": "response.output_audio.delta",
+                "response_id": "r",
+                "item_id": "item",
+                "delta": _audio(arrivals[value][1]),
+            }
+            for action in bridge.on_openai_text(orjson.dumps(delta)):
+                if isinstance(action, SendTwilio) and '"mark"' in action.text:
+                    marks.append(orjson.loads(action.text)["mark"]["name"])
+        elif value < len(marks):
+            mark = {"event": "mark", "streamSid": STREAM_SID, "mark": {"name": marks[value]}}
+            bridge.on_twilio_text(orjson.dumps(mark))
+
+    speech = {"type": "input_audio_buffer.speech_started", "audio_start_ms": 0, "item_id": "u"}
+    truncates = [
+        orjson.loads(a.text)
+        for a in bridge.on_openai_text(orjson.dumps(speech))
+        if isinstance(a, SendOpenAI) and "conversation.item.truncate" in a.text
+    ]
+    heard = sum(
+        min(max(barge_in_at - start, 0), ms)
+        for start, (arrive, ms) in zip(starts, arrivals, strict=True)
+        if arrive <= barge_in_at
+    )
+    if truncates:
+        (truncate,) = truncates
+        assert abs(truncate["audio_end_ms"] - heard) <= 20, (truncate["audio_end_ms"], heard)

@@ -3,6 +3,7 @@ the apology after a stream that ended through our fault."""
 
 import logging
 import xml.etree.ElementTree as ET
+from urllib.parse import urlencode
 
 import pytest
 
@@ -126,19 +127,83 @@ SHA256_SETTINGS = {
 }
 
 
-def test_hmac_sha256_signature_is_accepted(client, agent):
+SHARED_KEY_SECRET = "shared-key-secret-not-the-auth-token"
+
+
+def test_shared_key_signature_is_checked_with_the_shared_key_secret(client, agent, settings):
+    # With the settings header Twilio signs with the SharedKey's secret, not the auth token.
+    settings.TWILIO_WEBHOOK_SHARED_KEY_SECRET = SHARED_KEY_SECRET
     response = post_voice(
-        client, voice_params(CALL_SID), algorithm="HMAC_SHA256", headers=SHA256_SETTINGS
+        client,
+        voice_params(CALL_SID),
+        auth_token=SHARED_KEY_SECRET,
+        algorithm="HMAC_SHA256",
+        headers=SHA256_SETTINGS,
     )
 
     assert response.status_code == 200
     assert Call.objects.filter(sid=CALL_SID).exists()
 
 
-def test_sha1_signature_refused_when_header_announces_sha256(client, agent):
-    response = post_voice(client, voice_params(CALL_SID), headers=SHA256_SETTINGS)
+def test_shared_key_header_with_an_auth_token_signature_is_refused(client, agent, settings):
+    settings.TWILIO_WEBHOOK_SHARED_KEY_SECRET = SHARED_KEY_SECRET
+    response = post_voice(
+        client, voice_params(CALL_SID), algorithm="HMAC_SHA256", headers=SHA256_SETTINGS
+    )
 
     assert response.status_code == 403
+    assert not Call.objects.exists()
+
+
+def test_shared_key_signature_without_a_configured_secret_is_refused_clearly(
+    client, agent, settings, caplog
+):
+    settings.TWILIO_WEBHOOK_SHARED_KEY_SECRET = ""
+    response = post_voice(
+        client,
+        voice_params(CALL_SID),
+        auth_token=SHARED_KEY_SECRET,
+        algorithm="HMAC_SHA256",
+        headers=SHA256_SETTINGS,
+    )
+
+    assert response.status_code == 403
+    assert "TWILIO_WEBHOOK_SHARED_KEY_SECRET is not set" in caplog.text
+    assert not Call.objects.exists()
+
+
+def test_sha1_signature_refused_when_header_announces_sha256(client, agent, settings):
+    settings.TWILIO_WEBHOOK_SHARED_KEY_SECRET = SHARED_KEY_SECRET
+    response = post_voice(
+        client, voice_params(CALL_SID), auth_token=SHARED_KEY_SECRET, headers=SHA256_SETTINGS
+    )
+
+    assert response.status_code == 403
+
+
+def get_voice(client, params, *, signed_url=None):
+    """A voice URL configured as GET: the fields in the query string, the signature over
+    the whole URL and no body."""
+    query = urlencode(params)
+    url = signed_url or f"{PUBLIC_BASE_URL}/twilio/voice?{query}"
+    signature = sign(url, {})
+    return client.get(f"/twilio/voice?{query}", headers={"X-Twilio-Signature": signature})
+
+
+def test_a_voice_url_configured_as_get_connects_the_call(client, agent):
+    root = parse_twiml(get_voice(client, voice_params(CALL_SID)))
+
+    assert [child.tag for child in root] == ["Start", "Connect"]
+    assert Call.objects.get(sid=CALL_SID).from_number == CALLER_NUMBER
+
+
+def test_a_get_signed_without_its_query_string_is_refused(client, agent):
+    response = get_voice(
+        client, voice_params(CALL_SID), signed_url=f"{PUBLIC_BASE_URL}/twilio/voice"
+    )
+
+    assert response.status_code == 403
+    assert not Call.objects.exists()
 
 
 def test_sha256_signature_refused_without_settings_header(client, agent):
@@ -239,8 +304,8 @@ def test_unknown_number_says_sorry_and_hangs_up(client, agent, caplog, settings)
     assert any("+15557770000" in r.getMessage() for r in warnings)
 
 
-def test_get_is_not_allowed(client, agent):
-    response = client.get("/twilio/voice", voice_params(CALL_SID))
+def test_other_methods_are_not_allowed(client, agent):
+    response = client.put("/twilio/voice", voice_params(CALL_SID))
 
     assert response.status_code == 405
     assert not Call.objects.exists()

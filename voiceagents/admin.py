@@ -10,7 +10,7 @@ class AgentAdmin(admin.ModelAdmin):
     search_fields = ["name", "instructions"]
     filter_horizontal = ["tools"]
     fieldsets = [
-        (None, {"fields": ["name", "model", "voice", "speed"]}),
+        (None, {"fields": ["name", "model", "reasoning_effort", "voice", "speed"]}),
         ("What it says", {"fields": ["instructions", "greeting"]}),
         (
             "Turn taking",
@@ -22,12 +22,24 @@ class AgentAdmin(admin.ModelAdmin):
                     "vad_prefix_padding_ms",
                     "vad_silence_duration_ms",
                     "semantic_eagerness",
+                    "idle_timeout_ms",
+                    "max_call_duration_s",
                 ],
                 "description": "Threshold, padding and silence apply to server VAD; "
                 "eagerness applies to semantic VAD.",
             },
         ),
-        ("Audio", {"fields": ["noise_reduction", "input_transcription_model"]}),
+        (
+            "Audio",
+            {
+                "fields": [
+                    "noise_reduction",
+                    "input_transcription_model",
+                    "input_transcription_keywords",
+                    "input_transcription_languages",
+                ]
+            },
+        ),
         ("Tools", {"fields": ["tools"]}),
         (
             "After the call",

@@ -8,11 +8,14 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-
-class RealtimeModel(models.TextChoices):
-    GPT_REALTIME_1_5 = "gpt-realtime-1.5", "gpt-realtime-1.5"
-    GPT_REALTIME = "gpt-realtime", "gpt-realtime"
-    GPT_REALTIME_MINI = "gpt-realtime-mini", "gpt-realtime-mini"
+from voiceagents.model_catalog import (
+    DEFAULT_REALTIME_MODEL,
+    LIVE_TRANSCRIPTION_CHOICES,
+    REALTIME_MODEL_CHOICES,
+    REASONING_EFFORT_CHOICES,
+    live_transcription_model,
+    realtime_model,
+)
 
 
 class Voice(models.TextChoices):
@@ -50,13 +53,6 @@ class NoiseReduction(models.TextChoices):
 class PostCallTranscript(models.TextChoices):
     DIARIZED = "diarized", "Diarized: speakers told apart in the audio, with timestamps"
     STANDARD = "standard", "Standard: plain transcription per channel, with a vocabulary prompt"
-
-
-class TranscriptionModel(models.TextChoices):
-    OFF = "", "Off"
-    GPT_4O_TRANSCRIBE = "gpt-4o-transcribe", "gpt-4o-transcribe"
-    GPT_4O_MINI_TRANSCRIBE = "gpt-4o-mini-transcribe", "gpt-4o-mini-transcribe"
-    WHISPER_1 = "whisper-1", "whisper-1"
 
 
 TOOL_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -112,7 +108,13 @@ class Agent(models.Model):
 
     name = models.CharField(max_length=100)
     model = models.CharField(
-        max_length=40, choices=RealtimeModel.choices, default=RealtimeModel.GPT_REALTIME_1_5
+        max_length=40, choices=REALTIME_MODEL_CHOICES, default=DEFAULT_REALTIME_MODEL
+    )
+    reasoning_effort = models.CharField(
+        max_length=10,
+        choices=REASONING_EFFORT_CHOICES,
+        blank=True,
+        help_text="Reasoning models only: more effort answers harder questions, more slowly.",
     )
     voice = models.CharField(max_length=20, choices=Voice.choices, default=Voice.MARIN)
     instructions = models.TextField(
@@ -147,10 +149,34 @@ class Agent(models.Model):
     )
     input_transcription_model = models.CharField(
         max_length=40,
-        choices=TranscriptionModel.choices,
-        default=TranscriptionModel.GPT_4O_TRANSCRIBE,
+        choices=LIVE_TRANSCRIPTION_CHOICES,
+        default="gpt-4o-transcribe",
         blank=True,
         help_text="Transcribes the caller live; needed for caller turns in the live transcript.",
+    )
+    input_transcription_keywords = models.TextField(
+        blank=True,
+        help_text="gpt-transcribe and gpt-live-transcribe: words and names to expect, "
+        "one per line (e.g. product names).",
+    )
+    input_transcription_languages = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="gpt-transcribe and gpt-live-transcribe: the callers' possible languages "
+        "as ISO-639-1 codes, comma separated (e.g. 'en, es').",
+    )
+    idle_timeout_ms = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1000), MaxValueValidator(60000)],
+        help_text="Server VAD only: after this much silence from the caller (once the agent "
+        "has finished speaking) the agent prompts them. Empty: wait for the caller.",
+    )
+    max_call_duration_s = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(30), MaxValueValidator(4 * 3600)],
+        help_text="After this many seconds the agent says goodbye and hangs up. Empty: no limit.",
     )
     speed = models.FloatField(
         default=1.0, validators=[MinValueValidator(0.25), MaxValueValidator(1.5)]
@@ -207,9 +233,37 @@ class Agent(models.Model):
     def clean(self) -> None:
         from transcripts.outcome_schema import outcome_schema_errors
 
+        errors: dict[str, str | list[str]] = {}
         problems = outcome_schema_errors(self.outcome_schema) if self.outcome_schema else []
         if problems:
-            raise ValidationError({"outcome_schema": problems})
+            errors["outcome_schema"] = problems
+        info = realtime_model(self.model)
+        if self.reasoning_effort and not (info and info.reasoning):
+            errors["reasoning_effort"] = (
+                f"{self.model} is not a reasoning model; leave reasoning effort at its default."
+            )
+        transcriber = live_transcription_model(self.input_transcription_model)
+        takes_hints = bool(transcriber and transcriber.keywords_and_languages)
+        for field in ("input_transcription_keywords", "input_transcription_languages"):
+            if getattr(self, field).strip() and not takes_hints:
+                errors[field] = (
+                    "Only gpt-transcribe and gpt-live-transcribe take keywords and languages."
+                )
+        bad_codes = [c for c in self.transcription_languages() if not re.fullmatch(r"[a-z]{2}", c)]
+        if bad_codes:
+            errors["input_transcription_languages"] = (
+                f"Use two-letter ISO-639-1 codes such as 'en, es' (not {', '.join(bad_codes)})."
+            )
+        if self.idle_timeout_ms and self.turn_detection != TurnDetection.SERVER_VAD:
+            errors["idle_timeout_ms"] = "The idle timeout works with server VAD only."
+        if errors:
+            raise ValidationError(errors)
+
+    def transcription_keywords(self) -> list[str]:
+        return [k.strip() for k in self.input_transcription_keywords.splitlines() if k.strip()]
+
+    def transcription_languages(self) -> list[str]:
+        return [c.strip() for c in self.input_transcription_languages.split(",") if c.strip()]
 
 
 def hash_token(raw_token: str) -> str:

@@ -39,8 +39,13 @@ class AgentConfig:
     interrupt_response: bool = True
     noise_reduction: str = ""
     input_transcription_model: str = ""
+    transcription_keywords: tuple[str, ...] = ()
+    transcription_languages: tuple[str, ...] = ()
     speed: float = 1.0
     tools: tuple[ToolConfig, ...] = field(default_factory=tuple)
+    reasoning_effort: str = ""
+    idle_timeout_ms: int | None = None
+    max_call_duration_s: int | None = None
 
     @classmethod
     def from_agent(cls, agent) -> "AgentConfig":
@@ -62,8 +67,13 @@ class AgentConfig:
             interrupt_response=agent.interrupt_response,
             noise_reduction=agent.noise_reduction,
             input_transcription_model=agent.input_transcription_model,
+            transcription_keywords=tuple(agent.transcription_keywords()),
+            transcription_languages=tuple(agent.transcription_languages()),
             speed=agent.speed,
             tools=tools,
+            reasoning_effort=agent.reasoning_effort,
+            idle_timeout_ms=agent.idle_timeout_ms,
+            max_call_duration_s=agent.max_call_duration_s,
         )
 
     def tool(self, name: str) -> ToolConfig | None:
@@ -78,7 +88,7 @@ def turn_detection_config(agent: AgentConfig) -> dict:
             "create_response": True,
             "interrupt_response": agent.interrupt_response,
         }
-    return {
+    server_vad = {
         "type": "server_vad",
         "threshold": agent.vad_threshold,
         "prefix_padding_ms": agent.vad_prefix_padding_ms,
@@ -86,6 +96,9 @@ def turn_detection_config(agent: AgentConfig) -> dict:
         "create_response": True,
         "interrupt_response": agent.interrupt_response,
     }
+    if agent.idle_timeout_ms:
+        server_vad["idle_timeout_ms"] = agent.idle_timeout_ms
+    return server_vad
 
 
 def session_update_event(agent: AgentConfig) -> dict:
@@ -96,7 +109,12 @@ def session_update_event(agent: AgentConfig) -> dict:
         "turn_detection": turn_detection_config(agent),
     }
     if agent.input_transcription_model:
-        audio_input["transcription"] = {"model": agent.input_transcription_model}
+        transcription: dict = {"model": agent.input_transcription_model}
+        if agent.transcription_keywords:
+            transcription["keywords"] = list(agent.transcription_keywords)
+        if agent.transcription_languages:
+            transcription["languages"] = list(agent.transcription_languages)
+        audio_input["transcription"] = transcription
     session: dict = {
         "type": "realtime",
         "model": agent.model,
@@ -111,24 +129,33 @@ def session_update_event(agent: AgentConfig) -> dict:
             },
         },
     }
+    if agent.reasoning_effort:
+        session["reasoning"] = {"effort": agent.reasoning_effort}
     if agent.tools:
         session["tools"] = [t.definition for t in agent.tools]
         session["tool_choice"] = "auto"
     return {"type": "session.update", "session": session}
 
 
+def with_agent_instructions(agent: AgentConfig, instructions: str) -> str:
+    """Per-response `instructions` replace the session's for that response, so the
+    agent's own come first: persona and language survive greetings and resumes."""
+    return f"{agent.instructions}\n\n{instructions}".strip()
+
+
 def greeting_event(agent: AgentConfig) -> dict:
     """`response.create` that makes the agent speak first."""
     if agent.greeting:
-        instructions = (
-            f"{agent.instructions}\n\nYou have just answered the phone. "
-            f"Greet the caller by saying exactly: {agent.greeting}"
-        ).strip()
+        greet = (
+            "You have just answered the phone. Greet the caller by saying exactly: "
+            f"{agent.greeting}"
+        )
     else:
-        instructions = (
-            f"{agent.instructions}\n\nYou have just answered the phone. Greet the caller briefly."
-        ).strip()
-    return {"type": "response.create", "response": {"instructions": instructions}}
+        greet = "You have just answered the phone. Greet the caller briefly."
+    return {
+        "type": "response.create",
+        "response": {"instructions": with_agent_instructions(agent, greet)},
+    }
 
 
 def realtime_url(base_url: str, model: str) -> str:

@@ -231,6 +231,9 @@ OPENAI_API_KEY = secret("OPENAI_API_KEY")
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/")
 TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", "")
 TWILIO_AUTH_TOKEN = secret("TWILIO_AUTH_TOKEN")
+# Twilio signs with a SharedKey's secret instead of the auth token when the request says
+# so (X-Twilio-Webhooks-Signature-Settings); such requests are refused while this is unset.
+TWILIO_WEBHOOK_SHARED_KEY_SECRET = env("TWILIO_WEBHOOK_SHARED_KEY_SECRET", "")
 TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", "https://api.twilio.com").rstrip("/")
 
 # --- After hangup: recording, transcript, summary, completion webhooks.
@@ -266,6 +269,8 @@ STREAM_TOKEN_MAX_AGE_S = env_int("STREAM_TOKEN_MAX_AGE_S", 120)
 OPENAI_CONNECT_TIMEOUT_S = env_float("OPENAI_CONNECT_TIMEOUT_S", 10.0)
 # Realtime sessions end after 60 minutes; move long calls to a new one before that.
 OPENAI_SESSION_ROLLOVER_S = env_float("OPENAI_SESSION_ROLLOVER_S", 55 * 60.0)
+# After an OpenAI fault the session may still owe the caller's last words their transcript.
+OPENAI_TRANSCRIPT_WAIT_S = env_float("OPENAI_TRANSCRIPT_WAIT_S", 2.0)
 HTTP_TOOL_TIMEOUT_S = env_float("HTTP_TOOL_TIMEOUT_S", 10.0)
 APOLOGY_TEXT = env(
     "APOLOGY_TEXT",

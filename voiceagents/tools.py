@@ -1,12 +1,30 @@
 """Running an agent's HTTP tool: POST the model's arguments, hand back the reply body."""
 
+import asyncio
 import logging
 
 import httpx
 import orjson
+from django.conf import settings
 
 log = logging.getLogger(__name__)
 MAX_TOOL_OUTPUT_CHARS = 8000
+# One client per process and event loop: building an AsyncClient (its SSL context above
+# all) blocked the loop for 20-130 ms, stalling every call on the process.
+_clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+
+def shared_http_client() -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        for stale in [other for other in _clients if other.is_closed()]:
+            del _clients[stale]
+        client = _clients[loop] = httpx.AsyncClient(
+            timeout=settings.HTTP_TOOL_TIMEOUT_S,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+    return client
 
 
 async def run_http_tool(

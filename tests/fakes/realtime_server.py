@@ -54,7 +54,6 @@ from tests.fakes.realtime_schema import Problem, decode_base64_strict, find_prob
 logger = logging.getLogger(__name__)
 
 DEFAULT_CALLER_TRANSCRIPT = "I have a question."
-TRANSCRIPTION_DELAY_S = 0.05  # the real transcript arrives a little after the commit
 MIN_COMMIT_MS = 100  # the real API refuses to commit less than 100 ms of audio
 VAD_WINDOW_MS = 20
 REPLY_AMPLITUDE = 8000
@@ -88,7 +87,9 @@ class Reply:
     text: str = "Okay."  # transcript of the spoken reply
     audio_ms: int = 600  # how much audio to generate
     function_call: tuple[str, dict] | None = None  # call this tool (name, arguments) instead
-    error: tuple[str, str] | None = None  # send an `error` event (type, code) instead
+    error: tuple[str, str | None] | None = None  # send an `error` event (type, code) instead
+    # Start the response, then end it `failed` with status_details.error (type, code).
+    fail: tuple[str, str | None] | None = None
     close_after_chunks: int | None = None  # drop the TCP connection after this many deltas
     malformed_after_chunks: int | None = None  # send a non-JSON frame after this many deltas
 
@@ -107,6 +108,10 @@ class RealtimeScript:
     # A tests.fakes.voices.VoiceBank: replies then take their tone from it, so the fake
     # transcription endpoint can tell what the agent said in a recording.
     voice_bank: Any = None
+    # How long after a commit the caller's transcript comes; None: it never does.
+    transcription_delay_ms: int | None = 50
+    # A server that applied other formats than asked: what session.updated reports.
+    reported_audio_format: dict | None = None
 
 
 # --- what tests inspect ---------------------------------------------------------------
@@ -302,8 +307,10 @@ class _Response:
     max_output_tokens: Any
     metadata: dict | None
     instructions: str
+    by_client: bool = False  # asked for by response.create (not server VAD)
     items: list[_OutputItem] = field(default_factory=list)
     audio_ms_generated: int = 0
+    first_audio_at: float | None = None  # loop time of the first audio delta
     created_sent: bool = False
     cancelled: bool = False
     cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -368,6 +375,8 @@ class _SessionRunner:
         self.committed_audio_ms = 0
         self.previous_input_tokens = 0
         self.vad = _VadState()
+        self.idle_task: asyncio.Task | None = None
+        self.idle_items: set[str] = set()  # silence committed by the idle timeout
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -521,7 +530,12 @@ class _SessionRunner:
         self.session.session_config = merge_session(current, update)
         if self._vad_settings() is None:
             self.vad = _VadState(processed=len(self.session.input_audio))
-        await self.emit("session.updated", session=self.session.session_config)
+        reported = self.session.session_config
+        if self.script.reported_audio_format is not None:
+            reported = copy.deepcopy(reported)
+            for direction in ("input", "output"):
+                reported["audio"][direction]["format"] = dict(self.script.reported_audio_format)
+        await self.emit("session.updated", session=reported)
 
     # -- input audio -------------------------------------------------------------------
 
@@ -574,7 +588,44 @@ class _SessionRunner:
                 if self.vad.silence_ms >= settings.silence_duration_ms:
                     await self._speech_stopped(start + window, settings)
 
+    def _start_idle_timer(self, response: _Response) -> None:
+        turn_detection = self.session.session_config["audio"]["input"]["turn_detection"]
+        idle_ms = (turn_detection or {}).get("idle_timeout_ms")
+        if not idle_ms or turn_detection["type"] != "server_vad":
+            return
+        self._stop_idle_timer()
+        # The real server counts from when the reply has finished playing (response.done
+        # plus the audio's duration), assuming real-time playback.
+        played_s = response.audio_ms_generated / 1000
+        started = response.first_audio_at or asyncio.get_running_loop().time()
+        wait_s = max(0.0, started + played_s - asyncio.get_running_loop().time()) + idle_ms / 1000
+        self.idle_task = self.spawn(self._idle_timeout(wait_s))
+
+    def _stop_idle_timer(self) -> None:
+        if self.idle_task is not None and self.idle_task is not asyncio.current_task():
+            self.idle_task.cancel()
+        self.idle_task = None
+
+    async def _idle_timeout(self, wait_s: float) -> None:
+        await asyncio.sleep(wait_s)
+        if self.vad.speaking or self.active is not None:
+            return
+        self.idle_task = None
+        codec = self._input_codec()
+        end = len(self.session.input_audio)
+        item_id = new_id("item")
+        self.idle_items.add(item_id)
+        await self.emit(
+            "input_audio_buffer.timeout_triggered",
+            audio_start_ms=self.buffer_start // codec.bytes_per_ms,
+            audio_end_ms=end // codec.bytes_per_ms,
+            item_id=item_id,
+        )
+        await self._commit_input(item_id, end)
+        self._start_response(None)
+
     async def _speech_started(self, start_ms: int, end_ms: int, settings: _VadSettings) -> None:
+        self._stop_idle_timer()
         item_id = new_id("item")
         self.vad = _VadState(
             processed=self.vad.processed,
@@ -649,8 +700,10 @@ class _SessionRunner:
             self.spawn(self._transcribe(item_id, audio_ms))
 
     async def _transcribe(self, item_id: str, audio_ms: int) -> None:
-        await asyncio.sleep(TRANSCRIPTION_DELAY_S)
-        transcript = self._next_caller_transcript()
+        if self.script.transcription_delay_ms is None:
+            return  # a transcript that never comes
+        await asyncio.sleep(self.script.transcription_delay_ms / 1000)
+        transcript = "" if item_id in self.idle_items else self._next_caller_transcript()
         if item_id in self.items:
             self.items[item_id]["content"][0]["transcript"] = transcript
         for delta in _split_text(transcript):
@@ -827,14 +880,17 @@ class _SessionRunner:
         params = event.get("response", {})
         in_conversation = params.get("conversation", "auto") != "none"
         if in_conversation and self.active is not None:
+            # Racing a response that server VAD (or the idle timeout) just started is
+            # normal; creating one while the client's own is still going is a client bug.
             await self.send_error(
                 "conversation_already_has_active_response",
                 f"Conversation already has an active response in progress: {self.active.id}. "
                 "Wait until the response is finished before creating a new one.",
                 client_event=event,
+                kind="violation" if self.active.by_client else "benign",
             )
             return
-        self._start_response(params)
+        self._start_response(params, by_client=True)
 
     def _next_reply(self) -> Reply:
         replies = self.script.replies
@@ -842,7 +898,8 @@ class _SessionRunner:
         self.reply_index += 1
         return replies[index] if index < len(replies) else Reply()
 
-    def _start_response(self, params: dict | None) -> _Response:
+    def _start_response(self, params: dict | None, by_client: bool = False) -> _Response:
+        self._stop_idle_timer()
         params = params or {}
         config = self.session.session_config
         output = params.get("audio", {}).get("output", {})
@@ -860,6 +917,7 @@ class _SessionRunner:
             max_output_tokens=params.get("max_output_tokens", config["max_output_tokens"]),
             metadata=params.get("metadata"),
             instructions=params.get("instructions", config["instructions"]),
+            by_client=by_client,
         )
         if response.in_conversation:
             self.active = response
@@ -894,6 +952,12 @@ class _SessionRunner:
         await self.emit("rate_limits.updated", rate_limits=self._rate_limits())
         if response.cancelled:
             return
+        if reply.fail is not None:
+            self._finish(response)
+            error_type, code = reply.fail
+            details = {"type": "failed", "error": {"type": error_type, "code": code}}
+            await self._send_response_done(response, "failed", details)
+            return
         if reply.function_call is not None:
             finished = await self._stream_function_call(response)
         elif response.modalities == ["text"]:
@@ -905,6 +969,8 @@ class _SessionRunner:
         self._finish(response)
         await self._close_items(response, "completed")
         await self._send_response_done(response, "completed", None)
+        if response.in_conversation:
+            self._start_idle_timer(response)
 
     async def _send_response_created(self, response: _Response) -> None:
         response.created_sent = True
@@ -999,6 +1065,8 @@ class _SessionRunner:
         item_id = output.item["id"]
         delta = base64.b64encode(chunk).decode()
         self.audio_produced = True
+        if response.first_audio_at is None:
+            response.first_audio_at = asyncio.get_running_loop().time()
         self.item_audio[item_id].extend(chunk)
         self.item_audio_ms[item_id] = len(self.item_audio[item_id]) // codec.bytes_per_ms
         response.audio_ms_generated = self.item_audio_ms[item_id]

@@ -45,7 +45,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 import orjson
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import HMAC_SHA256, SIGNATURE_SETTINGS_HEADER, RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
@@ -289,7 +289,13 @@ class FakeTwilioCall:
         call_sid: str | None = None,
         public_base_url: str | None = None,
         voice_path: str = "/twilio/voice",
+        voice_method: str = "POST",
+        shared_key: tuple[str, str] | None = None,
     ) -> None:
+        """`voice_method`: how the number's voice URL is configured (GET or POST).
+        `shared_key`: (sid, secret) of a webhook SharedKey: every request and the stream
+        handshake are then signed with HMAC-SHA256 under that secret and say so in
+        X-Twilio-Webhooks-Signature-Settings, as Twilio does once one is configured."""
         self.app_base_url = app_base_url.rstrip("/")
         self.public_base_url = (public_base_url or app_base_url).rstrip("/")
         self.auth_token = auth_token
@@ -299,7 +305,9 @@ class FakeTwilioCall:
         self.call_sid = call_sid or random_sid("CA")
         self.voice_url = self.public_base_url + voice_path
         self.stream_sid = random_sid("MZ")
-        self._validator = RequestValidator(auth_token)
+        self.voice_method = voice_method
+        self.shared_key = shared_key
+        self._validator = RequestValidator(shared_key[1] if shared_key else auth_token)
 
         # The webhook and its TwiML.
         self.dial_response: httpx.Response | None = None
@@ -413,7 +421,14 @@ class FakeTwilioCall:
         return params
 
     def sign(self, public_url: str, params: dict[str, str]) -> str:
-        return self._validator.compute_signature(public_url, params)
+        algorithm = HMAC_SHA256 if self.shared_key else None
+        return self._validator.compute_signature(public_url, params, algorithm)
+
+    def signature_headers(self, signature: str) -> dict[str, str]:
+        headers = {"X-Twilio-Signature": signature}
+        if self.shared_key:
+            headers[SIGNATURE_SETTINGS_HEADER] = f"key={self.shared_key[0]},algorithm=HMAC_SHA256"
+        return headers
 
     def _to_app(self, public_url: str) -> tuple[str, str]:
         """Where to really send a request for `public_url`, and the Host header to keep."""
@@ -452,9 +467,11 @@ class FakeTwilioCall:
             "User-Agent": "TwilioProxy/1.1",
             "Accept": "*/*",
             "I-Twilio-Idempotency-Token": str(uuid.uuid4()),
-            "X-Twilio-Signature": signature
-            if signature is not None
-            else self.sign(signed_url, {} if method == "GET" else params),
+            **self.signature_headers(
+                signature
+                if signature is not None
+                else self.sign(signed_url, {} if method == "GET" else params)
+            ),
         }
         async with httpx.AsyncClient(trust_env=False, timeout=WEBHOOK_TIMEOUT_S) as http:
             if method == "GET":
@@ -477,7 +494,9 @@ class FakeTwilioCall:
         params = self.call_params("ringing")
         params["CallToken"] = secrets.token_urlsafe(48)
         params.update(extra_params or {})
-        response = await self._request(self.voice_url, params, signature=signature)
+        response = await self._request(
+            self.voice_url, params, self.voice_method, signature=signature
+        )
         self.dial_response = response
         if response.status_code != 200:
             return response  # Twilio would play its "application error" message
@@ -572,7 +591,7 @@ class FakeTwilioCall:
                 uri,
                 host=app.hostname,
                 port=app.port or (443 if app.scheme == "https" else 80),
-                additional_headers={"X-Twilio-Signature": signature},
+                additional_headers=self.signature_headers(signature),
                 user_agent_header="Twilio.TmeWs/1.0",
                 compression=None,
                 ping_interval=None,

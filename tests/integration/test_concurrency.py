@@ -36,7 +36,9 @@ async def place(realtime, caller_for, call_script):
     return call, realtime.sessions[first]
 
 
-async def test_an_openai_error_in_one_call_leaves_the_other_untouched(agent, realtime, caller_for):
+async def test_a_fatal_openai_error_in_one_call_leaves_the_other_untouched(
+    agent, realtime, caller_for
+):
     steady, steady_session = await place(
         realtime,
         caller_for,
@@ -57,7 +59,7 @@ async def test_an_openai_error_in_one_call_leaves_the_other_untouched(agent, rea
         script(
             replies=[
                 Reply(text="Bakery, hello.", audio_ms=300),
-                Reply(error=("requests", "rate_limit_exceeded")),
+                Reply(error=("insufficient_quota", "insufficient_quota")),
             ],
             caller_transcripts=["Can I order a cake?"],
             reply_delay_ms=200,
@@ -73,7 +75,7 @@ async def test_an_openai_error_in_one_call_leaves_the_other_untouched(agent, rea
     await failing.wait_closed(timeout=10)
     assert failing.after_stream_say_texts == [APOLOGY]
     failed = await wait_for_end(failing.call_sid)
-    assert (failed.completion_reason, failed.error_code) == ("openai_error", "rate_limit_exceeded")
+    assert (failed.completion_reason, failed.error_code) == ("openai_error", "insufficient_quota")
     assert steady.closed_by_app is False  # still talking
     assert not steady_session.closed
 
