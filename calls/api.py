@@ -44,6 +44,7 @@ def call_summary(call: Call) -> dict:
         "completion_reason": call.completion_reason,
         "error_code": call.error_code,
         "error_message": call.error_message,
+        "openai_errors": {"count": call.openai_error_count, "last": call.openai_last_error},
         "usage": {name: getattr(call, name) for name in USAGE_FIELDS},
     }
 

@@ -238,6 +238,8 @@ def test_detail_has_turns_in_spoken_order_usage_and_outcome(client, raw):
         completion_reason=CompletionReason.OPENAI_ERROR,
         error_code="server_error",
         error_message="upstream went away",
+        openai_error_count=3,
+        openai_last_error="server_error",
         **usage,
     )
     # Saved out of order (a caller turn is transcribed after the agent's answer began).
@@ -263,6 +265,7 @@ def test_detail_has_turns_in_spoken_order_usage_and_outcome(client, raw):
     assert body["completion_reason"] == "openai_error"
     assert body["error_code"] == "server_error"
     assert body["error_message"] == "upstream went away"
+    assert body["openai_errors"] == {"count": 3, "last": "server_error"}
 
 
 def test_detail_of_unknown_call_is_404(client, existing_call, raw):

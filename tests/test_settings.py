@@ -94,7 +94,11 @@ def run_settings(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
         [sys.executable, "-c", PRINT_SETTINGS],
         cwd=ROOT,
         env=clean
-        | {"DJANGO_SETTINGS_MODULE": "voiceagents.settings", "VAR_DIR": str(tmp_path)}
+        | {
+            "DJANGO_SETTINGS_MODULE": "voiceagents.settings",
+            "VAR_DIR": str(tmp_path),
+            "PUBLIC_BASE_URL": "https://voice.example.com",
+        }
         | env,
         capture_output=True,
         text=True,
@@ -180,6 +184,31 @@ def test_production_with_an_empty_secret_fails(tmp_path):
 
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_production_refuses_a_public_base_url_that_is_not_https(tmp_path):
+    result = run_settings(
+        tmp_path, DEBUG="false", PUBLIC_BASE_URL="http://voice.example.com", **PRODUCTION_SECRETS
+    )
+
+    assert result.returncode != 0
+    assert "PUBLIC_BASE_URL='http://voice.example.com' must start with https://" in result.stderr
+
+
+def test_debug_mode_warns_about_a_public_base_url_that_is_not_https(tmp_path):
+    check = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k not in SETTINGS_VARIABLES}
+        | {"VAR_DIR": str(tmp_path), "PUBLIC_BASE_URL": "http://voice.example.com"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert check.returncode == 0, check.stderr
+    assert "voiceagents.W001" in check.stderr
+    assert "Twilio refuses ws://" in check.stderr
 
 
 @pytest.mark.parametrize("word", ["maybe", "2", "enabled"])

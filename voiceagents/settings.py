@@ -33,6 +33,14 @@ def secret(name: str) -> str:
 
 SECRET_KEY = secret("SECRET_KEY")
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Twilio refuses ws:// media streams, and the stream URL is PUBLIC_BASE_URL with its
+# scheme swapped: an http:// base would make every call fail after the webhook answered.
+# Debug mode warns instead (a `manage.py check` warning), for local fakes.
+if not DEBUG and urlsplit(PUBLIC_BASE_URL).scheme != "https":
+    raise ImproperlyConfigured(
+        f"PUBLIC_BASE_URL={PUBLIC_BASE_URL!r} must start with https:// when DEBUG=false: "
+        "Twilio only connects media streams to wss:// URLs."
+    )
 # Loopback stays allowed in production so container health probes (/healthz) get through.
 ALLOWED_HOSTS = [h for h in env("ALLOWED_HOSTS", "").split(",") if h] or (
     ["*"] if DEBUG else [urlsplit(PUBLIC_BASE_URL).hostname, "localhost", "127.0.0.1"]

@@ -41,6 +41,44 @@ AUDIO_FORMAT_TYPES = ("audio/pcm", "audio/pcmu", "audio/pcma")
 PCM_RATE = 24000
 TOOL_CHOICE_MODES = ("none", "auto", "required")
 REASONING_EFFORTS = ("minimal", "low", "medium", "high", "xhigh")
+# The named models in openai-python's types (realtime_session_create_request_param.py and
+# audio_transcription_param.py, 2026-08). The types also allow any string; the real API
+# refuses names it does not serve, and so does this fake.
+REALTIME_MODELS = (
+    "gpt-realtime",
+    "gpt-realtime-1.5",
+    "gpt-realtime-2",
+    "gpt-realtime-2.1",
+    "gpt-realtime-2.1-mini",
+    "gpt-realtime-2025-08-28",
+    "gpt-4o-realtime-preview",
+    "gpt-4o-realtime-preview-2024-10-01",
+    "gpt-4o-realtime-preview-2024-12-17",
+    "gpt-4o-realtime-preview-2025-06-03",
+    "gpt-4o-mini-realtime-preview",
+    "gpt-4o-mini-realtime-preview-2024-12-17",
+    "gpt-realtime-mini",
+    "gpt-realtime-mini-2025-10-06",
+    "gpt-realtime-mini-2025-12-15",
+    "gpt-audio-1.5",
+    "gpt-audio-mini",
+    "gpt-audio-mini-2025-10-06",
+    "gpt-audio-mini-2025-12-15",
+)
+# "Configuration for reasoning-capable Realtime models such as gpt-realtime-2."
+REASONING_REALTIME_MODELS = ("gpt-realtime-2", "gpt-realtime-2.1", "gpt-realtime-2.1-mini")
+TRANSCRIPTION_MODELS = (
+    "whisper-1",
+    "gpt-transcribe",
+    "gpt-live-transcribe",
+    "gpt-4o-mini-transcribe",
+    "gpt-4o-mini-transcribe-2025-12-15",
+    "gpt-4o-transcribe",
+    "gpt-4o-transcribe-diarize",
+    "gpt-realtime-whisper",
+)
+# "keywords ... Supported by gpt-transcribe and gpt-live-transcribe" (languages too).
+KEYWORD_TRANSCRIPTION_MODELS = ("gpt-transcribe", "gpt-live-transcribe")
 TRANSCRIPTION_DELAYS = ("minimal", "low", "medium", "high", "xhigh")
 SEMANTIC_EAGERNESS = ("low", "medium", "high", "auto")
 NOISE_REDUCTION_TYPES = ("near_field", "far_field")
@@ -517,7 +555,11 @@ def _check_session_fields(check: _Checker, session: dict) -> None:
         check.string("session.instructions", session["instructions"])
     _check_shared_config_fields(check, "session", session)
     if "model" in session:
-        check.string("session.model", session["model"], non_empty=True)
+        check.enum("session.model", session["model"], REALTIME_MODELS)
+        if "reasoning" in session and session["model"] not in REASONING_REALTIME_MODELS:
+            check.invalid_value(
+                "session.reasoning", session["reasoning"], (), hint="reasoning models only"
+            )
     if "tracing" in session:
         _check_tracing(check, "session.tracing", session["tracing"])
     if "truncation" in session:
@@ -567,7 +609,15 @@ def _check_transcription(check: _Checker, path: str, value: Any) -> None:
         return
     check.unknown_fields(path, transcription, TRANSCRIPTION_FIELDS)
     if "model" in transcription:
-        check.string(f"{path}.model", transcription["model"], non_empty=True)
+        check.enum(f"{path}.model", transcription["model"], TRANSCRIPTION_MODELS)
+        for key in ("keywords", "languages"):
+            if key in transcription and transcription["model"] not in KEYWORD_TRANSCRIPTION_MODELS:
+                check.invalid_value(
+                    f"{path}.{key}",
+                    transcription[key],
+                    (),
+                    hint="only gpt-transcribe and gpt-live-transcribe take it",
+                )
     if "delay" in transcription:
         check.enum(f"{path}.delay", transcription["delay"], TRANSCRIPTION_DELAYS)
     for key in ("language", "prompt"):
