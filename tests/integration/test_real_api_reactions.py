@@ -6,7 +6,6 @@ caller's last words after a fault, and the signed media-stream handshake."""
 
 import asyncio
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from channels.db import database_sync_to_async
@@ -27,6 +26,7 @@ from tests.integration.test_openai_faults import (
     assert_no_apology,
     hear_greeting_then_ask,
 )
+from tests.integration.test_tools import ToolServer
 from voiceagents.models import Agent, Tool
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,6 +35,15 @@ GREETING = "Hello, you have reached the bakery."
 QUESTION = "When do you open?"
 AGAIN = "Are you there? When do you open?"
 ANSWER = "We open at eight."
+
+
+async def call_and_ask(caller_for):
+    """Dial, hear the 300 ms greeting, ask the question."""
+    call = caller_for()
+    await call.dial()
+    await call.connect_stream()
+    await hear_greeting_then_ask(call, 300)
+    return call
 
 
 # --- `error` events -----------------------------------------------------------------------
@@ -57,10 +66,7 @@ async def test_a_recoverable_error_is_counted_and_the_call_goes_on(
         ],
         caller_transcripts=[QUESTION, AGAIN],
     )
-    call = caller_for()
-    await call.dial()
-    await call.connect_stream()
-    await hear_greeting_then_ask(call, 300)
+    call = await call_and_ask(caller_for)
     session = await realtime.wait_for(lambda: realtime.sessions[first : first + 1])
     await realtime.wait_for(lambda: session[0].sent_events("error"), timeout=5)
 
@@ -87,10 +93,7 @@ async def test_a_fatal_error_ends_the_call_but_keeps_the_callers_last_words(
         # The error comes at once; the transcript of the question a moment later.
         transcription_delay_ms=400,
     )
-    call = caller_for()
-    await call.dial()
-    await call.connect_stream()
-    await hear_greeting_then_ask(call, 300)
+    call = await call_and_ask(caller_for)
 
     await assert_apologised(call)
     stored, turns = await load_call(call.call_sid)
@@ -106,10 +109,7 @@ async def test_a_transcript_that_never_comes_is_stored_as_not_transcribed(
         replies=[Reply(text=GREETING, audio_ms=300), Reply(error=("insufficient_quota", None))],
         transcription_delay_ms=None,
     )
-    call = caller_for()
-    await call.dial()
-    await call.connect_stream()
-    await hear_greeting_then_ask(call, 300)
+    call = await call_and_ask(caller_for)
 
     await assert_apologised(call)
     _, turns = await load_call(call.call_sid)
@@ -131,10 +131,7 @@ async def test_a_failed_response_is_retried_with_the_agents_instructions(
         ],
         caller_transcripts=[QUESTION],
     )
-    call = caller_for()
-    await call.dial()
-    await call.connect_stream()
-    await hear_greeting_then_ask(call, 300)
+    call = await call_and_ask(caller_for)
 
     turns = await wait_for_turns(call.call_sid, 3)
     assert spoken(turns) == [("agent", GREETING), ("caller", QUESTION), ("agent", ANSWER)]
@@ -156,10 +153,7 @@ async def test_a_response_failing_twice_ends_the_call(agent, realtime, caller_fo
         ],
         caller_transcripts=[QUESTION],
     )
-    call = caller_for()
-    await call.dial()
-    await call.connect_stream()
-    await hear_greeting_then_ask(call, 300)
+    call = await call_and_ask(caller_for)
 
     await assert_apologised(call)
     stored, turns = await load_call(call.call_sid)
@@ -170,38 +164,6 @@ async def test_a_response_failing_twice_ends_the_call(agent, realtime, caller_fo
 
 
 # --- A slow tool and a caller who talks meanwhile -----------------------------------------
-
-
-class GatedToolServer:
-    """A tool endpoint that answers each POST only when the test opens the gate."""
-
-    def __init__(self, body: bytes = b'{"opens": "eight"}') -> None:
-        self.gate = threading.Event()
-        self.requested = threading.Event()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                owner.requested.set()
-                owner.gate.wait(10)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hours"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.gate.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @database_sync_to_async
@@ -226,7 +188,7 @@ async def test_a_tool_result_around_the_end_of_the_callers_turn_never_drops_the_
     """The caller says "uh-huh" during a slow tool; the tool answers `offset_ms` from the
     moment server VAD ends that turn (measured on the audio the fake has received). The
     call goes on and the tool's answer is spoken once."""
-    tool = GatedToolServer()
+    tool = ToolServer(body=b'{"opens": "eight"}', gate=threading.Event())
     await add_tool(agent, tool.url)
     first = len(realtime.sessions)
     realtime.script_for_next_connection = script(

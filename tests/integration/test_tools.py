@@ -24,10 +24,15 @@ TOOL_REPLY = b'{"order": "A42", "status": "packed", "ships": "tomorrow"}'
 
 
 class ToolServer:
-    """A loopback HTTP endpoint answering every POST with a fixed status and body."""
+    """A loopback HTTP endpoint answering every POST with a fixed status and body; with a
+    `gate`, only once the test sets it (a slow tool)."""
 
-    def __init__(self, status: int = 200, body: bytes = TOOL_REPLY) -> None:
+    def __init__(
+        self, status: int = 200, body: bytes = TOOL_REPLY, gate: threading.Event | None = None
+    ) -> None:
         self.requests: list[tuple[str, dict, dict]] = []
+        self.requested = threading.Event()
+        self.gate = gate
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -36,6 +41,9 @@ class ToolServer:
                 owner.requests.append(
                     (self.path, dict(self.headers), orjson.loads(self.rfile.read(length)))
                 )
+                owner.requested.set()
+                if owner.gate is not None:
+                    owner.gate.wait(10)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -51,6 +59,8 @@ class ToolServer:
         self.thread.start()
 
     def close(self) -> None:
+        if self.gate is not None:
+            self.gate.set()
         self.server.shutdown()
         self.server.server_close()
 
