@@ -221,6 +221,8 @@ class CallBridge:
         # From the caller's speech_started until the response to their turn is created:
         # their words are in the current session's input buffer only.
         self.caller_turn_open = False
+        # Server VAD has committed that turn: its response is due next (or an error).
+        self.caller_turn_committed = False
         # OpenAI times caller speech from the start of its session's input audio; a new
         # session starts at this point of the stream clock.
         self.session_audio_start_ms = 0
@@ -450,6 +452,7 @@ class CallBridge:
             else self.stream_ms
         )
         self.caller_turn_open = True
+        self.caller_turn_committed = False
         if not self.agent.interrupt_response:
             return []
         return self._barge_in()
@@ -505,7 +508,7 @@ class CallBridge:
 
     def _response_created(self, event: dict) -> list[Action]:
         self.response_id = event["response"]["id"]
-        self.caller_turn_open = False
+        self.caller_turn_open = self.caller_turn_committed = False
         # Tool outputs already in the conversation are part of this response's input.
         for call_id in [c for c, added in self.unanswered_outputs.items() if added]:
             del self.unanswered_outputs[call_id]
@@ -630,6 +633,7 @@ class CallBridge:
         return [self._response_create(self.agent.instructions)]
 
     def _caller_committed(self, event: dict) -> list[Action]:
+        self.caller_turn_committed = self.caller_turn_open
         if self.agent.input_transcription_model:
             item_id = event["item_id"]
             self.awaiting_transcripts[item_id] = self.caller_started_ms.get(item_id, self.stream_ms)
@@ -675,11 +679,20 @@ class CallBridge:
                 code,
                 error.get("message"),
             )
-            return []
+            return self._turn_response_not_coming()
         log.error("call %s: OpenAI error %s: %s", self.call_sid, code, error.get("message"))
         return self._end_after_transcripts(
             CompletionReason.OPENAI_ERROR, code, error.get("message") or ""
         )
+
+    def _turn_response_not_coming(self) -> list[Action]:
+        """An error where server VAD's response to a committed caller turn was due means
+        that response is not coming: the turn is over, and tool outputs that were left
+        to it get a response.create of their own (else the call would wait in silence)."""
+        if not (self.caller_turn_committed and self.response_id is None):
+            return []
+        self.caller_turn_open = self.caller_turn_committed = False
+        return self._respond_after_tools()
 
     def _note_error(self, code: str) -> None:
         self.openai_errors += 1

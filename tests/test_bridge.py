@@ -789,6 +789,35 @@ def test_an_output_that_reached_the_server_after_its_response_began_gets_its_own
     assert sent_openai(response_done(bridge, "r2")) == [{"type": "response.create"}]
 
 
+def test_a_tool_result_left_to_a_turn_whose_response_errored_gets_its_own(bridge):
+    """Found by the tool-heavy bench: server VAD committed the caller's "uh-huh" and an
+    error came instead of its response; the tool's output must not wait for it forever."""
+    function_call(bridge, "r1", "call_1", "lookup")
+    response_done(bridge, "r1")
+    caller_starts(bridge)
+    bridge.on_openai_text(
+        openai("input_audio_buffer.committed", item_id="u1", previous_item_id=None)
+    )
+    error = {"type": "server_error", "code": None, "message": "The server had an error."}
+    assert bridge.on_openai_text(openai("error", error=error)) == []  # the tool still runs
+    actions = bridge.on_tool_result("call_1", "{}")
+    assert [e["type"] for e in sent_openai(actions)] == [
+        "conversation.item.create",
+        "response.create",
+    ]
+    assert not bridge.ended
+
+
+def test_an_error_while_the_caller_is_still_talking_leaves_their_turn_to_server_vad(bridge):
+    function_call(bridge, "r1", "call_1", "lookup")
+    response_done(bridge, "r1")
+    caller_starts(bridge)  # not committed yet: server VAD will answer when they stop
+    error = {"type": "invalid_request_error", "code": None, "message": "Something."}
+    bridge.on_openai_text(openai("error", error=error))
+    actions = bridge.on_tool_result("call_1", "{}")
+    assert [e["type"] for e in sent_openai(actions)] == ["conversation.item.create"]
+
+
 @pytest.mark.parametrize("offset_events", range(4))
 def test_a_tool_result_around_the_end_of_a_caller_turn_never_ends_the_call(bridge, offset_events):
     """The result lands at any point of: speech started, speech stopped, response.created,
