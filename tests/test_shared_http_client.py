@@ -2,6 +2,7 @@
 call blocked the event loop for 20-130 ms, stalling every call on the process."""
 
 import asyncio
+import ssl
 
 from voiceagents.tools import shared_http_client
 
@@ -18,3 +19,14 @@ def test_each_event_loop_gets_its_own_client():
 
 async def _client():
     return shared_http_client()
+
+
+def test_a_new_event_loops_client_loads_no_certificates(monkeypatch):
+    """Loading the CA bundle is what stalls the loop (bench/tool_client.py: ~26 ms); it
+    happens once at import, so even a process's first tool call does not pay it."""
+
+    def loading_certificates(*args, **kwargs):
+        raise AssertionError("the CA bundle was loaded while serving a call")
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", loading_certificates)
+    assert asyncio.run(_client()) is not None

@@ -10,8 +10,11 @@ from django.conf import settings
 log = logging.getLogger(__name__)
 MAX_TOOL_OUTPUT_CHARS = 8000
 # One client per process and event loop: building an AsyncClient (its SSL context above
-# all) blocked the loop for 20-130 ms, stalling every call on the process.
+# all) blocked the loop for 20-130 ms, stalling every call on the process. The SSL context
+# is built once at import, before the process serves calls, so even the first tool call
+# costs no stall (bench/tool_client.py measures it).
 _clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+_TLS_CONTEXT = httpx.create_ssl_context()
 
 
 def shared_http_client() -> httpx.AsyncClient:
@@ -21,6 +24,7 @@ def shared_http_client() -> httpx.AsyncClient:
         for stale in [other for other in _clients if other.is_closed()]:
             del _clients[stale]
         client = _clients[loop] = httpx.AsyncClient(
+            verify=_TLS_CONTEXT,
             timeout=settings.HTTP_TOOL_TIMEOUT_S,
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )
