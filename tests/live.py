@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_AUTH_TOKEN = "test-twilio-auth-token"
 TEST_OPENAI_KEY = "sk-test"
 TEST_ACCOUNT_SID = "AC" + "0" * 32
+# A webhook SharedKey (sid, secret) the test app knows (TWILIO_WEBHOOK_SHARED_KEY_SECRET).
+TEST_WEBHOOK_SHARED_KEY = ("SK" + "5" * 32, "test-webhook-shared-key-secret")
 
 
 def free_port() -> int:
@@ -132,7 +134,9 @@ class AppProcess:
 
 class DaphneProcess(AppProcess):
     """`daphne voiceagents.asgi:application` (or another ASGI app) on a free loopback
-    port, announcing that address as its public base URL unless `env` says otherwise."""
+    port, announcing that address as its public base URL unless `env` says otherwise.
+    `tls_proxy=True` announces it as `https://` (production settings require that), as if
+    a TLS-terminating proxy on the same address forwarded to Daphne's plain http."""
 
     def __init__(
         self,
@@ -142,12 +146,14 @@ class DaphneProcess(AppProcess):
         require_healthy: bool = True,
         asgi_app: str = "voiceagents.asgi:application",
         ready_within_s: float = 20.0,
+        tls_proxy: bool = False,
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.public_url = f"{'https' if tls_proxy else 'http'}://127.0.0.1:{self.port}"
         super().__init__(
             ["daphne", "-b", "127.0.0.1", "-p", str(self.port), asgi_app],
-            {"PUBLIC_BASE_URL": self.base_url, **env},
+            {"PUBLIC_BASE_URL": self.public_url, **env},
             log_path,
         )
         self._wait_ready(ready_within_s, require_healthy=require_healthy)

@@ -112,6 +112,9 @@ class RealtimeScript:
     transcription_delay_ms: int | None = 50
     # A server that applied other formats than asked: what session.updated reports.
     reported_audio_format: dict | None = None
+    # False: `response.function_call_arguments.done` comes without `name`, so a client has
+    # to take the tool's name from the `function_call` output item.
+    name_in_arguments_done: bool = True
 
 
 # --- what tests inspect ---------------------------------------------------------------
@@ -1125,11 +1128,12 @@ class _SessionRunner:
                 "response.function_call_arguments.delta", **fields, call_id=call_id, delta=delta
             )
         output.text_sent = arguments_json
+        named = {"name": name} if self.script.name_in_arguments_done else {}
         await self.emit(
             "response.function_call_arguments.done",
             **fields,
             call_id=call_id,
-            name=name,
+            **named,
             arguments=arguments_json,
         )
         return not response.cancelled

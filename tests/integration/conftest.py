@@ -15,6 +15,7 @@ from tests.live import (
     TEST_ACCOUNT_SID,
     TEST_AUTH_TOKEN,
     TEST_OPENAI_KEY,
+    TEST_WEBHOOK_SHARED_KEY,
     BackgroundLoop,
     DaphneProcess,
     database_url_of_test_db,
@@ -51,7 +52,11 @@ def start_app(extra_env: dict[str, str], name: str) -> DaphneProcess:
 @pytest.fixture(scope="session")
 def app_server(django_db_setup, django_db_blocker, realtime_server):
     app = start_app(
-        {"OPENAI_BASE_URL": realtime_server.base_url, "OPENAI_SESSION_ROLLOVER_S": "3600"},
+        {
+            "OPENAI_BASE_URL": realtime_server.base_url,
+            "OPENAI_SESSION_ROLLOVER_S": "3600",
+            "TWILIO_WEBHOOK_SHARED_KEY_SECRET": TEST_WEBHOOK_SHARED_KEY[1],
+        },
         "daphne",
     )
     yield app

@@ -27,6 +27,7 @@ from tests.integration.test_openai_faults import (
     hear_greeting_then_ask,
 )
 from tests.integration.test_tools import ToolServer
+from tests.live import TEST_AUTH_TOKEN, TEST_WEBHOOK_SHARED_KEY
 from voiceagents.models import Agent, Tool
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -246,6 +247,35 @@ async def test_a_tool_result_around_the_end_of_the_callers_turn_never_drops_the_
         tool.close()
 
 
+async def test_a_tool_is_named_by_its_output_item_when_arguments_done_has_no_name(
+    agent, realtime, caller_for
+):
+    tool = ToolServer(body=b'{"opens": "eight"}')
+    await add_tool(agent, tool.url)
+    realtime.script_for_next_connection = script(
+        replies=[
+            Reply(text=GREETING, audio_ms=300),
+            Reply(function_call=("opening_hours", {})),
+            Reply(text=ANSWER, audio_ms=300),
+        ],
+        caller_transcripts=[QUESTION],
+        name_in_arguments_done=False,
+    )
+    try:
+        call = await call_and_ask(caller_for)
+        turns = await wait_for_turns(call.call_sid, 4)
+        assert spoken(turns)[-1] == ("agent", ANSWER)
+        assert [(t.speaker, t.text) for t in turns if t.speaker == "tool"] == [
+            ("tool", "opening_hours({})")
+        ]
+        assert len(tool.requests) == 1
+        await call.hangup()
+        stored = await wait_for_end(call.call_sid)
+        assert (stored.completion_reason, stored.status) == ("caller_hangup", "completed")
+    finally:
+        tool.close()
+
+
 # --- Key presses, formats, idle callers, the time limit -----------------------------------
 
 
@@ -358,3 +388,41 @@ async def test_a_stream_handshake_without_twilios_signature_is_refused(agent, re
     await call.connect_stream()
     await call.wait_for(lambda: len(call.heard_audio) > 0, timeout=10)
     await call.hangup()
+
+
+# --- Twilio webhooks signed with a SharedKey, and configured as GET -------------------------
+
+
+async def test_a_call_signed_with_the_webhook_shared_key_goes_through(agent, realtime, caller_for):
+    """Every request of the call (voice webhook, stream handshake, the <Connect> action)
+    carries X-Twilio-Webhooks-Signature-Settings and is signed with the SharedKey."""
+    call = caller_for(shared_key=TEST_WEBHOOK_SHARED_KEY)
+    answered = await call.dial()
+    assert answered.status_code == 200
+    await call.connect_stream()
+    await call.wait_for(lambda: len(call.heard_audio) > 0, timeout=10)
+    await call.hangup()
+    stored = await wait_for_end(call.call_sid)
+    assert (stored.completion_reason, stored.status) == ("caller_hangup", "completed")
+
+
+async def test_a_shared_key_signature_made_with_the_auth_token_is_refused(
+    agent, realtime, caller_for
+):
+    sessions_before = len(realtime.sessions)
+    call = caller_for(shared_key=(TEST_WEBHOOK_SHARED_KEY[0], TEST_AUTH_TOKEN))
+    answered = await call.dial()
+    assert answered.status_code == 403
+    assert call.stream_url is None
+    assert len(realtime.sessions) == sessions_before
+
+
+async def test_a_voice_url_configured_as_get_answers_the_call(agent, realtime, caller_for):
+    call = caller_for(voice_method="GET")
+    answered = await call.dial()
+    assert answered.status_code == 200
+    await call.connect_stream()
+    await call.wait_for(lambda: len(call.heard_audio) > 0, timeout=10)
+    await call.hangup()
+    stored = await wait_for_end(call.call_sid)
+    assert (stored.completion_reason, stored.status) == ("caller_hangup", "completed")
