@@ -6,6 +6,7 @@ Daphne process, against the fake OpenAI Realtime server, for each N asked for.
     .venv/bin/python -m bench.calls --max               # step N up until failure or p99 > bound
     .venv/bin/python -m bench.calls --scale-out         # two processes, Redis + PostgreSQL
     .venv/bin/python -m bench.calls --calls 200 --profile   # py-spy during the steady state
+    .venv/bin/python -m bench.calls --plan tools --calls 50  # tools, errors, a reconnect
 
 See bench/README.md for what each figure means and how it is measured.
 """
@@ -22,9 +23,10 @@ from pathlib import Path
 
 from bench import database, processes
 from bench.figures import Step
-from bench.scenario import CallPlan
+from bench.scenario import TOOL_CALLS_PER_CALL, CallPlan, Plan, ToolCallPlan
 from bench.stats import fmt
 from bench.step import StepConfig, run_step
+from bench.tool_server import BenchToolServer
 from tests.live import ROOT
 
 VAR_DIR = ROOT / "var" / "bench"
@@ -48,6 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--calls", default="1,50,200", help="comma-separated N to run")
+    parser.add_argument(
+        "--plan",
+        choices=["standard", "tools"],
+        default="standard",
+        help="what each call does (bench/scenario.py)",
+    )
     parser.add_argument("--max", action="store_true", help=f"step N through {MAX_STEPS}")
     parser.add_argument("--bound-ms", type=float, default=20.0, help="--max: p99 bound")
     parser.add_argument("--scale-out", action="store_true", help="two Daphne processes")
@@ -73,7 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def make_plan(args: argparse.Namespace) -> CallPlan:
+def make_plan(args: argparse.Namespace) -> Plan:
+    if args.plan == "tools":
+        return ToolCallPlan(reply_delay_ms=args.reply_delay_ms, chunk_ms=args.chunk_ms)
     if args.short:
         return CallPlan(
             reply_delay_ms=args.reply_delay_ms,
@@ -164,6 +174,16 @@ def details(step: Step) -> list[str]:
             f"{p.get('closed_by_app')} after {fmt(p.get('hang_up_to_close_ms'))} ms; stored as "
             f"{p.get('stored_reason')}" + (f"; error {p['error']}" if p.get("error") else "")
         )
+    if step.tool_plan:
+        t = step.tool_plan
+        lines.append(
+            f"  tool plan: {t.tool_requests} tool requests answered "
+            f"({TOOL_CALLS_PER_CALL * step.calls} planned, "
+            f"{t.tool_bad_requests} malformed), {t.sessions} OpenAI sessions heard "
+            f"({2 * step.calls} planned: one reconnect per call), {t.openai_errors_on_calls} "
+            f"recoverable OpenAI errors recorded on the calls ({step.calls} planned), "
+            f"{t.ended_by_openai} calls ended by OpenAI"
+        )
     lines += [f"  failed: {f}" for f in step.failures[:5]]
     return lines
 
@@ -191,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         database_url = database.sqlite_url(VAR_DIR)
         mode = "1 proc"
     database.setup_django(database_url, VAR_DIR)
-    database.seed_agent()
+    tools = BenchToolServer(plan.slow_tool_ms) if plan.kind == "tools" else None
+    database.seed_agent(tools.url if tools else "")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the readiness probes
     staff = database.staff_session() if args.scale_out else None
 
@@ -222,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             else None,
             profile_s=args.profile_s,
             asgi=args.asgi,
+            tool_server=tools,
         )
         print(f"… {n} calls", file=sys.stderr, flush=True)
         began = time.monotonic()

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from bench.scenario import AGENT_NUMBER, SECRET_KEY
+from bench.scenario import AGENT_NUMBER, SECRET_KEY, TOOL_NAME
 
 BENCH_PG_DATABASE = "voiceagents_bench"
 
@@ -47,9 +47,10 @@ def setup_django(database_url: str, var_dir: Path) -> None:
     call_command("migrate", verbosity=0)
 
 
-def seed_agent() -> None:
+def seed_agent(tool_url: str = "") -> None:
+    """The bench bakery's agent and number; with `tool_url`, its order-lookup HTTP tool."""
     from calls.models import PhoneNumber
-    from voiceagents.models import Agent
+    from voiceagents.models import Agent, Tool
 
     if PhoneNumber.objects.filter(number=AGENT_NUMBER).exists():
         return
@@ -59,6 +60,19 @@ def seed_agent() -> None:
         greeting="Hello, you have reached the bench bakery.",
     )
     PhoneNumber.objects.create(number=AGENT_NUMBER, agent=agent)
+    if tool_url:
+        tool = Tool.objects.create(
+            name=TOOL_NAME,
+            description="Look up an order by its number.",
+            kind=Tool.Kind.HTTP,
+            url=tool_url,
+            parameters={
+                "type": "object",
+                "properties": {"order": {"type": "string"}},
+                "required": ["order"],
+            },
+        )
+        agent.tools.add(tool)
 
 
 def staff_session() -> tuple[str, str]:
@@ -91,6 +105,8 @@ def stored_calls(sids: list[str]) -> dict[str, dict]:
     rows = (
         Call.objects.filter(sid__in=sids)
         .annotate(turn_count=Count("turns"))
-        .values("sid", "status", "completion_reason", "ended_at", "turn_count")
+        .values(
+            "sid", "status", "completion_reason", "ended_at", "turn_count", "openai_error_count"
+        )
     )
     return {row["sid"]: row for row in rows}

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 
+from bench.scenario import TOOL_CALLS_PER_CALL
 from bench.stats import p50_p99
 
 
@@ -34,6 +35,7 @@ class Step:
     fake_openai_lag_p99_ms: float | None = None
     machine_busy_cores: float = 0.0
     probe: dict | None = None
+    tool_plan: "ToolPlanFigures | None" = None
 
     @property
     def app_cpu_per_call_minute(self) -> float | None:
@@ -117,8 +119,11 @@ def call_minutes(calls: list[dict]) -> float:
     )
 
 
-def judge_calls(calls: list[dict], stored: dict[str, dict]) -> tuple[int, list[str]]:
-    """Completed calls, and why the others failed (caller side, then what was stored)."""
+def judge_calls(
+    calls: list[dict], stored: dict[str, dict], tool_requests: dict[str, int] | None = None
+) -> tuple[int, list[str]]:
+    """Completed calls, and why the others failed (caller side, then what was stored, then
+    for the tool-heavy plan the tool requests the call made)."""
     completed, failures = 0, []
     for c in calls:
         row = stored.get(c["sid"])
@@ -126,6 +131,9 @@ def judge_calls(calls: list[dict], stored: dict[str, dict]) -> tuple[int, list[s
             failures.append(f"{c['sid']}: {c['error'] or c['violations'] or 'closed by the app'}")
         elif row is None or row["completion_reason"] != "caller_hangup" or not row["ended_at"]:
             failures.append(f"{c['sid']}: stored as {row}")
+        elif tool_requests is not None and tool_requests.get(c["sid"], 0) != TOOL_CALLS_PER_CALL:
+            made = tool_requests.get(c["sid"], 0)
+            failures.append(f"{c['sid']}: {made} tool requests, {TOOL_CALLS_PER_CALL} planned")
         else:
             completed += 1
     return completed, failures
@@ -140,3 +148,31 @@ def fill_latencies(step: Step, calls: list[dict], sessions: list[dict]) -> None:
     step.barge_in_ms, step.barge_in_samples = p50_p99(barge), len(barge)
     step.peak_concurrent = peak_concurrency(calls)
     step.call_minutes = call_minutes(calls)
+
+
+@dataclass
+class ToolPlanFigures:
+    """What the tool-heavy plan is about: tools answered, OpenAI errors survived, the
+    reconnect made, and no call ended by OpenAI."""
+
+    tool_requests: int  # answered by the bench tool server
+    tool_bad_requests: int
+    openai_errors_on_calls: int  # recorded on the stored calls (1 per call planned)
+    ended_by_openai: int  # calls stored with an OpenAI completion reason
+    sessions: int  # fake OpenAI sessions the step's calls opened (2 per call planned)
+
+
+OPENAI_REASONS = ("openai_error", "openai_connection_failed")
+
+
+def tool_plan_figures(
+    calls: list[dict], stored: dict[str, dict], tool_requests: dict[str, int], bad_requests: int
+) -> ToolPlanFigures:
+    rows = [stored[c["sid"]] for c in calls if c["sid"] in stored]
+    return ToolPlanFigures(
+        tool_requests=sum(tool_requests.get(c["sid"], 0) for c in calls),
+        tool_bad_requests=bad_requests,
+        openai_errors_on_calls=sum(r["openai_error_count"] for r in rows),
+        ended_by_openai=sum(r["completion_reason"] in OPENAI_REASONS for r in rows),
+        sessions=len({s for c in calls for s, _, _ in c["stamps"]}),
+    )

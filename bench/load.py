@@ -17,7 +17,15 @@ import orjson
 
 from bench.loop_lag import LoopLag
 from bench.realtime import read_stamp
-from bench.scenario import ACCOUNT_SID, AGENT_NUMBER, AUTH_TOKEN, CallPlan
+from bench.scenario import (
+    ACCOUNT_SID,
+    AGENT_NUMBER,
+    AUTH_TOKEN,
+    CallPlan,
+    Plan,
+    ToolCallPlan,
+    plan_from_json,
+)
 from tests.fakes import audio
 from tests.fakes.twilio_caller import FakeTwilioCall, StreamRefused
 
@@ -68,16 +76,23 @@ async def connect(call: FakeTwilioCall) -> None:
     await call.connect_stream()
 
 
-async def converse(call: FakeTwilioCall, plan: CallPlan) -> None:
-    """Greeting, question, answer, barge-in, short answer, silence, hang up."""
-    slack_s = 10.0
+SLACK_S = 10.0  # beyond the plan's own timing, before a wait counts as a failed call
+
+
+async def hear_greeting(call: FakeTwilioCall, plan: Plan) -> None:
     greeting_bytes = plan.greeting_ms * ULAW_BYTES_PER_MS
     await call.wait_for(
         lambda: len(call.heard_audio) >= greeting_bytes,
-        timeout=(plan.reply_delay_ms + plan.greeting_ms) / 1000 + slack_s,
+        timeout=(plan.reply_delay_ms + plan.greeting_ms) / 1000 + SLACK_S,
         interval=POLL_S,
     )
     await asyncio.sleep(0.1)
+
+
+async def converse(call: FakeTwilioCall, plan: CallPlan) -> None:
+    """Greeting, question, answer, barge-in, short answer, silence, hang up."""
+    slack_s = SLACK_S
+    await hear_greeting(call, plan)
     media_before = len(call.media_received)
     await call.speak_and_wait(plan.question_ms)
     await call.wait_for(lambda: len(call.media_received) > media_before, slack_s, POLL_S)
@@ -91,6 +106,47 @@ async def converse(call: FakeTwilioCall, plan: CallPlan) -> None:
     await call.wait_for(lambda: len(call.media_received) > media_before, slack_s, POLL_S)
     await asyncio.sleep(plan.final_ms / 1000)
     await call.wait_for(lambda: call.queued_audio_ms <= 0, slack_s, POLL_S)
+    await asyncio.sleep(plan.silence_before_hangup_ms / 1000)
+
+
+def session_of(payload: str) -> int:
+    """Which fake OpenAI session made this agent audio (its stamp)."""
+    return read_stamp(base64.b64decode(payload[:STAMP_BASE64_CHARS]))[0]
+
+
+async def hear_answer(call: FakeTwilioCall, media_before: int, timeout_s: float) -> None:
+    """Agent audio after `media_before` chunks arrives, then plays out: nothing queued and
+    no new chunk for 300 ms."""
+    await call.wait_for(lambda: len(call.media_received) > media_before, timeout_s, POLL_S)
+    await call.wait_for(
+        lambda: call.queued_audio_ms <= 0 and time.monotonic() - call.media_received[-1][0] > 0.3,
+        SLACK_S,
+        POLL_S,
+    )
+
+
+async def converse_with_tools(call: FakeTwilioCall, plan: ToolCallPlan) -> None:
+    """The tool-heavy plan (bench/scenario.py): three tool calls, "uh-huh" during the slow
+    one, a recoverable error, a dropped OpenAI connection mid-answer, hang up."""
+    await hear_greeting(call, plan)
+    first_session = session_of(call.media_received[-1][1])
+    media_before = len(call.media_received)
+    await call.speak_and_wait(plan.question_ms)
+    await asyncio.sleep(plan.uh_huh_after_ms / 1000)
+    await call.speak_and_wait(plan.uh_huh_ms)
+    if len(call.media_received) > media_before:
+        raise CallFailed("the agent spoke before the slow tool answered")
+    await hear_answer(call, media_before, plan.slow_tool_ms / 1000 + SLACK_S)
+
+    await call.speak_and_wait(plan.question_ms)
+    await call.wait_for(
+        lambda: session_of(call.media_received[-1][1]) != first_session, SLACK_S, POLL_S
+    )  # the answer was cut off by the drop; the app's new session picked up
+    await hear_answer(call, len(call.media_received) - 1, SLACK_S)
+
+    media_before = len(call.media_received)
+    await call.speak_and_wait(plan.question_ms)
+    await hear_answer(call, media_before, SLACK_S)
     await asyncio.sleep(plan.silence_before_hangup_ms / 1000)
 
 
@@ -125,14 +181,14 @@ async def sleep_until(at: float) -> None:
         await asyncio.sleep(delay)
 
 
-async def place_call(plan: CallPlan, target: dict) -> dict:
+async def place_call(plan: Plan, target: dict) -> dict:
     await sleep_until(target["at"])
     call = new_call(target["app"], target["public"])
     error = None
     try:
         await connect(call)
         if not target.get("warmup"):
-            await converse(call, plan)
+            await (converse_with_tools if plan.kind == "tools" else converse)(call, plan)
         else:
             await call.wait_for(lambda: call.first_media_at is not None, 20.0, POLL_S)
         hung_up_at = time.monotonic()
@@ -149,7 +205,7 @@ async def place_call(plan: CallPlan, target: dict) -> dict:
     return record
 
 
-async def probe_other_process(plan: CallPlan, probe: dict) -> dict:
+async def probe_other_process(plan: Plan, probe: dict) -> dict:
     """A call held by one Daphne process, watched and hung up from the other one: the
     live-transcript fragment and the staff hang-up (through the channel layer)."""
     await sleep_until(probe["at"])
@@ -184,7 +240,7 @@ async def probe_other_process(plan: CallPlan, probe: dict) -> dict:
 
 
 async def run(spec: dict) -> dict:
-    plan = CallPlan.from_json(spec["plan"])
+    plan = plan_from_json(spec["plan"])
     lag = LoopLag()
     lag.start()
     cpu_before = cpu_seconds()

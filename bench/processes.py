@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 
-from bench.scenario import ACCOUNT_SID, AUTH_TOKEN, OPENAI_KEY, SECRET_KEY, CallPlan
+from bench.scenario import ACCOUNT_SID, AUTH_TOKEN, OPENAI_KEY, SECRET_KEY, Plan
 from tests.live import ROOT, DaphneProcess
 
 DEFAULT_ASGI = "voiceagents.asgi:application"
@@ -69,10 +69,12 @@ def app_env(*, openai_base_url: str, database_url: str, var_dir: Path, redis_url
 
 class AppProcess(DaphneProcess):
     """Daphne serving the app under test. Each process of a scale-out run signs and
-    advertises its own address (DaphneProcess sets PUBLIC_BASE_URL to it)."""
+    advertises its own address as `https://` (DaphneProcess sets PUBLIC_BASE_URL to it),
+    as production settings require; the fake callers sign for that URL and connect to
+    Daphne's plain http, as Twilio would through a TLS-terminating proxy."""
 
     def __init__(self, env: dict[str, str], log_path: Path, asgi: str = DEFAULT_ASGI) -> None:
-        super().__init__(env, log_path, asgi_app=asgi, ready_within_s=30.0)
+        super().__init__(env, log_path, asgi_app=asgi, ready_within_s=30.0, tls_proxy=True)
 
 
 @dataclass
@@ -91,7 +93,7 @@ class FakeOpenAI:
         return orjson.loads(self.out.read_bytes())
 
 
-def start_fake_openai(plan: CallPlan, work: Path) -> FakeOpenAI:
+def start_fake_openai(plan: Plan, work: Path) -> FakeOpenAI:
     out = work / "realtime.json"
     process = subprocess.Popen(
         [

@@ -1,6 +1,6 @@
 """The fake OpenAI Realtime server in its own process, instrumented for the benchmark.
 
-`python -m bench.realtime --plan '<CallPlan json>' --out result.json` prints `PORT n`,
+`python -m bench.realtime --plan '<plan json>' --out result.json` prints `PORT n`,
 serves until SIGTERM, then writes what it timed. Every audio delta carries a stamp in
 its first 8 bytes (session index, delta number) so the caller side can tell exactly
 when that chunk arrived; its send time is kept here. The app passes deltas through
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from bench.loop_lag import LoopLag
-from bench.scenario import CallPlan
+from bench.scenario import Plan, plan_from_json
 from tests.fakes import realtime_server
 from tests.fakes.realtime_server import FakeRealtimeServer, FakeSession, _SessionRunner
 
@@ -30,6 +30,7 @@ APPEND_SAMPLE = 10
 RESPONSE_CREATE = '"type":"response.create"'
 REPLY_TONE_HZ = 440
 _make_reply_audio = realtime_server.reply_audio
+RESUME_SCRIPT: realtime_server.RealtimeScript | None = None  # set by serve() from the plan
 
 
 @functools.cache
@@ -75,6 +76,13 @@ class TimedRunner(_SessionRunner):
             self.session.response_create_at.append(time.monotonic())
         await super().on_message(message)
 
+    def _start_response(self, params, by_client=False):
+        if RESUME_SCRIPT is not None and self.response_count == 0 and self.items:
+            # A session whose first response follows a replayed conversation is the app's
+            # reconnect: it plays the plan's second part.
+            self.script = RESUME_SCRIPT
+        return super()._start_response(params, by_client)
+
     async def _speech_started(self, start_ms, end_ms, settings) -> None:
         self.session.speech_started_at.append(time.monotonic())
         await super()._speech_started(start_ms, end_ms, settings)
@@ -96,12 +104,14 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def serve(plan: CallPlan) -> dict:
+async def serve(plan: Plan) -> dict:
+    global RESUME_SCRIPT
+    RESUME_SCRIPT = plan.resume_script()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    for reply in plan.script().replies:
+    for reply in plan.script().replies + (RESUME_SCRIPT.replies if RESUME_SCRIPT else []):
         one_tone_per_length("audio/pcmu", REPLY_TONE_HZ, reply.audio_ms)
     server = TimedRealtimeServer(plan.script())
     await server.start()
@@ -132,12 +142,12 @@ async def serve(plan: CallPlan) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--plan", required=True, help="CallPlan as JSON")
+    parser.add_argument("--plan", required=True, help="the plan as JSON (bench/scenario.py)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     # As in bench.load: no cyclic GC stalls over the growing record of the session.
     gc.disable()
-    result = asyncio.run(serve(CallPlan.from_json(orjson.loads(args.plan))))
+    result = asyncio.run(serve(plan_from_json(orjson.loads(args.plan))))
     with open(args.out, "wb") as f:
         f.write(orjson.dumps(result))
 

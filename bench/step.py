@@ -9,7 +9,8 @@ import orjson
 
 from bench import database, figures, processes
 from bench.profile import summarize
-from bench.scenario import CallPlan
+from bench.scenario import Plan
+from bench.tool_server import BenchToolServer
 
 SAMPLE_S = 0.5
 START_DELAY_S = 2.5  # caller processes import and get ready meanwhile
@@ -18,7 +19,7 @@ START_DELAY_S = 2.5  # caller processes import and get ready meanwhile
 @dataclass
 class StepConfig:
     calls: int
-    plan: CallPlan
+    plan: Plan
     work: Path  # this step's files
     database_url: str
     var_dir: Path
@@ -29,6 +30,7 @@ class StepConfig:
     profile_to: Path | None = None  # py-spy flame graph of the first app process
     profile_s: int = 10
     asgi: str = processes.DEFAULT_ASGI  # another ASGI application, for experiments
+    tool_server: BenchToolServer | None = None  # the tool-heavy plan's HTTP tool
 
 
 class Sampler:
@@ -49,19 +51,19 @@ def caller_specs(config: StepConfig, apps: list, t0: float) -> list[dict]:
     for i in range(config.calls):
         app = apps[i % len(apps)]
         specs[i % len(specs)]["calls"].append(
-            {"app": app.base_url, "public": app.base_url, "at": t0 + i * gap}
+            {"app": app.base_url, "public": app.public_url, "at": t0 + i * gap}
         )
     return specs
 
 
-def warm_up(apps: list, plan: CallPlan, work: Path) -> None:
+def warm_up(apps: list, plan: Plan, work: Path) -> None:
     """One short call per app process first, so lazy imports and first connections do
     not count against the figures."""
     now = time.monotonic() + 1.0
     spec = {
         "plan": plan.to_json(),
         "calls": [
-            {"app": a.base_url, "public": a.base_url, "at": now, "warmup": True} for a in apps
+            {"app": a.base_url, "public": a.public_url, "at": now, "warmup": True} for a in apps
         ],
     }
     process, out = processes.start_callers(spec, work, "warmup")
@@ -87,6 +89,8 @@ def run_step(config: StepConfig, mode: str, staff: tuple[str, str] | None = None
         warm_up(apps, config.plan, config.work)
         time.sleep(1.0)
 
+        tools = config.tool_server
+        bad_requests_before = len(tools.bad_requests) if tools else 0
         sampler = Sampler(apps)
         baseline_rss = list(sampler.peak_rss)
         app_cpu_before = [processes.cpu_seconds(a.pid) for a in apps]
@@ -98,7 +102,7 @@ def run_step(config: StepConfig, mode: str, staff: tuple[str, str] | None = None
         if staff is not None and len(apps) > 1:
             specs[0]["probe"] = {
                 "app": apps[0].base_url,
-                "public": apps[0].base_url,
+                "public": apps[0].public_url,
                 "via": apps[1].base_url,
                 "at": t0 + config.ramp_s / 2,
                 "session": staff[0],
@@ -142,11 +146,16 @@ def run_step(config: StepConfig, mode: str, staff: tuple[str, str] | None = None
     calls = [c for r in results for c in r["calls"]]
     step = figures.Step(mode=mode, calls=config.calls, reply_delay_ms=config.plan.reply_delay_ms)
     stored = database.stored_calls([c["sid"] for c in calls])
-    step.completed, step.failures = figures.judge_calls(calls, stored)
+    tool_requests = dict(tools.answered) if tools is not None else None
+    step.completed, step.failures = figures.judge_calls(calls, stored, tool_requests)
     step.failed = config.calls - step.completed
     if fake_result["violations"]:
         step.failures += [f"fake OpenAI: {v}" for v in fake_result["violations"][:5]]
     figures.fill_latencies(step, calls, fake_result["sessions"])
+    if tools is not None:
+        step.tool_plan = figures.tool_plan_figures(
+            calls, stored, tool_requests, len(tools.bad_requests) - bad_requests_before
+        )
     step.window_s = window_s
     step.app_cpu_s = app_cpu
     step.app_rss_per_call_mb = [
