@@ -276,6 +276,49 @@ async def test_a_tool_is_named_by_its_output_item_when_arguments_done_has_no_nam
         tool.close()
 
 
+# --- Barge-in after a reconnect -------------------------------------------------------------
+
+
+async def test_a_barge_in_over_audio_from_a_lost_session_clears_it_and_truncates_nothing(
+    agent, realtime, caller_for
+):
+    """The connection drops while Twilio still has two seconds of the answer queued; the
+    caller talks over that audio once the new session is open. Twilio is told to clear it,
+    and the new session is not asked to truncate an item it never had."""
+    first = len(realtime.sessions)
+    realtime.scripts = [
+        script(
+            replies=[
+                Reply(text=GREETING, audio_ms=300),
+                Reply(text=ANSWER * 4, audio_ms=4000, close_after_chunks=20),
+            ],
+            caller_transcripts=[QUESTION],
+        ),
+        script(
+            replies=[Reply(text="Sorry, the line dropped.", audio_ms=300), Reply(text=ANSWER)],
+            caller_transcripts=["Hold on."],
+            first_reply_delay_ms=2000,  # the pick-up is still coming when the caller talks
+        ),
+    ]
+    call = await call_and_ask(caller_for)
+    await realtime.wait_for(lambda: len(realtime.sessions) >= first + 2, timeout=10)
+    old, new = realtime.sessions[first], realtime.sessions[first + 1]
+    assert old.close_reason == "fault: dropped after 20 audio deltas"
+    assert call.queued_audio_ms > 500  # the old session's answer is still playing
+    clears_before = len(call.clears)
+    call.speak(500)
+
+    await call.wait_for(lambda: len(call.clears) > clears_before, timeout=5)
+    await realtime.wait_for(lambda: new.sent_events("input_audio_buffer.committed"), timeout=5)
+    await asyncio.sleep(0.5)
+    assert "conversation.item.truncate" not in new.received_types()
+    assert new.sent_events("error") == []
+    await call.hangup()
+    stored = await wait_for_end(call.call_sid)
+    assert (stored.completion_reason, stored.status) == ("caller_hangup", "completed")
+    assert stored.openai_error_count == 0
+
+
 # --- Key presses, formats, idle callers, the time limit -----------------------------------
 
 
