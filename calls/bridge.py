@@ -385,8 +385,10 @@ class CallBridge:
             self.malformed_openai += 1
             log.error("call %s: ignored malformed OpenAI event", self.call_sid)
             return []
-        if self.ended and kind not in TRANSCRIPT_EVENTS:
-            return []
+        if self.ended and (
+            kind not in TRANSCRIPT_EVENTS or event.get("item_id") not in self.awaiting_transcripts
+        ):
+            return []  # after the end, only the transcripts being waited for count
         handler = self._openai_handlers.get(kind)
         if handler is None:
             return []  # events the bridge does not need (rate_limits.updated, deltas of text…)
