@@ -1,7 +1,18 @@
-from django.urls import path
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.urls import path, re_path
 
 from calls.consumers import MediaStreamConsumer
 
+
+class UnknownSocketPath(AsyncWebsocketConsumer):
+    """Any other WebSocket path: refused at the handshake (403), without the traceback
+    Channels' router logs for a path it has no route for."""
+
+    async def connect(self) -> None:
+        await self.close()
+
+
 websocket_urlpatterns = [
     path("twilio/stream/<str:token>", MediaStreamConsumer.as_asgi()),
+    re_path(r"", UnknownSocketPath.as_asgi()),
 ]

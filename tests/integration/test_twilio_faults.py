@@ -13,6 +13,8 @@ import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core import signing
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from calls.models import Call, PhoneNumber
 from calls.stream_tokens import SALT, make_stream_token
@@ -392,3 +394,16 @@ async def test_duplicate_stop_completes_the_call_once(
     assert spoken(turns) == [("agent", GREETING), ("caller", QUESTION), ("agent", ANSWER)]
     await asyncio.sleep(0.3)
     assert len(log_lines(app_server, call.call_sid, "ending: ")) == 1
+
+
+@pytest.mark.parametrize("path", ["/", "/nope", "/twilio/stream", "/twilio/stream/a/b"])
+async def test_an_unknown_websocket_path_is_refused_without_a_traceback(app_server, path):
+    log_before = len(app_server.log())
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(app_server.base_url.replace("http", "ws", 1) + path):
+            pass
+    assert refused.value.response.status_code == 403
+    await asyncio.sleep(0.2)
+    new_log = app_server.log()[log_before:]
+    assert "Traceback" not in new_log
+    assert "No route found" not in new_log
