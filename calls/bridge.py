@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 ULAW_BYTES_PER_MS = 8
 TWILIO_FRAME_MS = 20
+# The stream clock's bounds: turns store their offset in a 32-bit column, and no call
+# lasts a day, so a timestamp outside this is a broken or hostile peer, not a clock.
+MAX_STREAM_MS = 24 * 3600 * 1000
 BASE64_AUDIO = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 RECONNECT_INSTRUCTIONS = (
     "The phone line to you dropped for a moment and is back. Apologise in a few words "
@@ -304,7 +307,10 @@ class CallBridge:
             or not BASE64_AUDIO.fullmatch(payload.encode())
         ):
             return self._malformed_twilio("media payload is not base64")
-        self.stream_ms = timestamp_ms + TWILIO_FRAME_MS
+        if not 0 <= timestamp_ms <= MAX_STREAM_MS:
+            return self._malformed_twilio("media timestamp out of range")
+        # Twilio's clock only moves forward; a frame stamped earlier does not turn it back.
+        self.stream_ms = max(self.stream_ms, timestamp_ms + TWILIO_FRAME_MS)
         return [SendOpenAI('{"type":"input_audio_buffer.append","audio":"' + payload + '"}')]
 
     def _twilio_mark(self, msg: dict) -> list[Action]:
@@ -449,7 +455,7 @@ class CallBridge:
     def _speech_started(self, event: dict) -> list[Action]:
         audio_start_ms = event.get("audio_start_ms")
         self.caller_started_ms[event["item_id"]] = (
-            self.session_audio_start_ms + int(audio_start_ms)
+            self.session_audio_start_ms + min(max(int(audio_start_ms), 0), MAX_STREAM_MS)
             if audio_start_ms is not None
             else self.stream_ms
         )

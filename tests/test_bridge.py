@@ -7,6 +7,7 @@ import pytest
 
 from calls.bridge import (
     GOODBYE_INSTRUCTIONS,
+    MAX_STREAM_MS,
     MAX_TWILIO_MESSAGE_CHARS,
     NOT_TRANSCRIBED,
     RESUME_INSTRUCTIONS,
@@ -205,6 +206,37 @@ def test_malformed_twilio_frames_are_dropped_without_ending_the_call(bridge, raw
     assert bridge.on_twilio_text(raw) == []
     assert not bridge.ended
     assert bridge.malformed_twilio == 1
+
+
+@pytest.mark.parametrize("timestamp", ["-20", str(MAX_STREAM_MS + 1), "9" * 30])
+def test_a_media_timestamp_out_of_range_is_dropped_and_the_clock_kept(bridge, timestamp):
+    bridge.on_twilio_text(media_msg(audio_b64(20), 1000))
+    raw = twilio("media", media={"track": "inbound", "timestamp": timestamp, "payload": "AAAA"})
+    assert bridge.on_twilio_text(raw) == []
+    assert bridge.malformed_twilio == 1
+    assert bridge.stream_ms == 1020
+    assert not bridge.ended
+
+
+def test_a_media_timestamp_from_the_past_does_not_turn_the_clock_back(bridge):
+    bridge.on_twilio_text(media_msg(audio_b64(20), 1000))
+    bridge.on_twilio_text(media_msg(audio_b64(20), 0))
+    assert bridge.stream_ms == 1020
+
+
+def test_a_speech_start_far_off_the_clock_is_kept_in_range(bridge):
+    bridge.on_openai_text(
+        openai("input_audio_buffer.speech_started", audio_start_ms=10**15, item_id="u1")
+    )
+    (turn,) = bridge.on_openai_text(
+        openai(
+            "conversation.item.input_audio_transcription.completed",
+            item_id="u1",
+            content_index=0,
+            transcript="Hi.",
+        )
+    )
+    assert 0 <= turn.started_ms <= MAX_STREAM_MS
 
 
 def test_media_before_start_is_dropped():

@@ -407,3 +407,21 @@ async def test_an_unknown_websocket_path_is_refused_without_a_traceback(app_serv
     new_log = app_server.log()[log_before:]
     assert "Traceback" not in new_log
     assert "No route found" not in new_log
+
+
+async def test_a_nonsense_media_timestamp_does_not_stop_later_turns_saving(
+    agent, realtime, caller_for, chat, app_server
+):
+    call = caller_for()
+    await call.dial()
+    await call.connect_stream()
+    await greeted(call)
+    silence = base64.b64encode(audio.silence(20)).decode()
+    await call.send_raw(media_frame(call, silence, 10**19))
+
+    await ask_and_get_answer(call)
+    _, turns = await load_call(call.call_sid)
+    assert all(0 <= t.started_ms < 60_000 for t in turns)
+    assert log_lines(app_server, call.call_sid, "(media timestamp out of range)")
+    await call.hangup()
+    assert (await wait_for_end(call.call_sid)).completion_reason == "caller_hangup"
