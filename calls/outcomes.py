@@ -13,6 +13,7 @@ class CompletionReason(TextChoices):
     OPENAI_CONNECTION_FAILED = "openai_connection_failed", "OpenAI connection failure"
     OPENAI_ERROR = "openai_error", "OpenAI error"
     SERVER_ERROR = "server_error", "Server error"
+    NEVER_CONNECTED = "never_connected", "Media stream never connected"
 
 
 FAULT_REASONS = frozenset(
@@ -20,6 +21,7 @@ FAULT_REASONS = frozenset(
         CompletionReason.OPENAI_CONNECTION_FAILED,
         CompletionReason.OPENAI_ERROR,
         CompletionReason.SERVER_ERROR,
+        CompletionReason.NEVER_CONNECTED,
     }
 )
 

@@ -270,10 +270,19 @@ CELERY_BEAT_SCHEDULE = {
         "task": "transcripts.tasks.summarise_calls_without_recording",
         "schedule": 900.0,
     },
+    "finalise-unconnected-calls": {
+        "task": "calls.tasks.finalise_unconnected_calls",
+        "schedule": 300.0,
+    },
 }
 
 # --- Call behaviour.
 STREAM_TOKEN_MAX_AGE_S = env_int("STREAM_TOKEN_MAX_AGE_S", 120)
+# A call still `ringing` this long after its webhook never got its stream (the token has
+# long expired): the beat task ends it as `never_connected`.
+UNCONNECTED_CALL_TIMEOUT_S = env_float(
+    "UNCONNECTED_CALL_TIMEOUT_S", max(600.0, 2.0 * STREAM_TOKEN_MAX_AGE_S)
+)
 OPENAI_CONNECT_TIMEOUT_S = env_float("OPENAI_CONNECT_TIMEOUT_S", 10.0)
 # Realtime sessions end after 60 minutes; move long calls to a new one before that.
 OPENAI_SESSION_ROLLOVER_S = env_float("OPENAI_SESSION_ROLLOVER_S", 55 * 60.0)
