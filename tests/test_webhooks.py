@@ -23,6 +23,7 @@ from tests.factories import (
     signed_post,
     voice_params,
 )
+from tests.live import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -401,3 +402,24 @@ def test_stream_ended_unsigned_is_refused(client, agent):
 
     assert response.status_code == 403
     assert b"<Say" not in response.content
+
+
+# --- Redis down -------------------------------------------------------------------------
+
+
+def test_with_the_rate_limit_cache_down_the_caller_still_gets_the_agent(
+    client, agent, settings, caplog
+):
+    """The rate limiter fails open when Redis is unreachable (logged); /healthz reports it."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+            "OPTIONS": {"socket_connect_timeout": 0.5},
+        }
+    }
+    response = post_voice(client, voice_params(CALL_SID))
+
+    root = parse_twiml(response)
+    assert root.find("Connect/Stream") is not None
+    assert "rate limits not applied: the cache is unreachable" in caplog.text

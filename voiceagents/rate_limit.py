@@ -6,18 +6,24 @@ them), per client address and one-minute window. The limit applies to a sliding 
 estimated from this window's count plus the previous window's weighted by how much of it
 still lies within the last 60 s, so a burst cannot get twice the limit through by
 straddling a window's edge. A limit of 0 turns it off.
+
+When the cache cannot be reached (Redis down) the limiter fails open, logged at most
+every ten seconds: callers still get the agent, and /healthz is where the outage shows.
 """
 
 import logging
 import time
 
 from asgiref.sync import sync_to_async
+from redis.exceptions import RedisError
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 
 log = logging.getLogger(__name__)
 WINDOW_S = 60
+OUTAGE_LOG_EVERY_S = 10.0
+_last_outage_log = 0.0
 
 
 def limit_for(path: str, method: str) -> tuple[str, int] | None:
@@ -42,9 +48,22 @@ def client_address(remote_addr: str, forwarded_for: str) -> str:
 
 
 def over_limit(bucket: str, limit: int, address: str) -> bool:
-    """Count one request; True once this address passed `limit` within the last minute."""
+    """Count one request; True once this address passed `limit` within the last minute
+    (False when the counts cannot be reached: see the module's docstring)."""
     if limit <= 0:
         return False
+    try:
+        return _count_and_check(bucket, limit, address)
+    except (RedisError, OSError) as exc:
+        global _last_outage_log
+        now = time.monotonic()
+        if now - _last_outage_log >= OUTAGE_LOG_EVERY_S:
+            _last_outage_log = now
+            log.error("rate limits not applied: the cache is unreachable (%r)", exc)
+        return False
+
+
+def _count_and_check(bucket: str, limit: int, address: str) -> bool:
     window, elapsed = divmod(time.time(), WINDOW_S)
     key = f"rate:{bucket}:{address}:{int(window)}"
     cache.add(key, 0, timeout=WINDOW_S * 2)
