@@ -69,9 +69,9 @@ def twilio_signature_required(view):
     def wrapped(request: HttpRequest, *args, **kwargs):
         if not request_is_signed_by_twilio(request):
             log.warning(
-                "rejected unsigned or badly signed Twilio request to %s (CallSid=%s)",
+                "rejected unsigned or badly signed Twilio request to %s (CallSid=%r)",
                 request.path,
-                webhook_params(request).get("CallSid", "-"),
+                webhook_params(request).get("CallSid", "-")[:64],  # unauthenticated input
             )
             return HttpResponseForbidden("Invalid Twilio signature")
         return view(request, *args, **kwargs)

@@ -81,3 +81,39 @@ def test_json_lines_for_log_shippers(log_output):
     assert entry["call_sid"] == "CA0456"
     assert entry["message"] == "tool lookup failed"
     assert entry["level"] == "WARNING"
+
+
+def test_a_newline_from_an_unsigned_webhook_cannot_forge_a_log_line(log_output, client, db):
+    forged = "CA1\n2026-11-25 03:00:00,000 INFO calls.webhooks call=CA2 call CA2 answered"
+    response = client.post("/twilio/voice", {"CallSid": forged, "From": "+15550001111"})
+    assert response.status_code == 403
+
+    lines = log_output.getvalue().splitlines()
+    assert not any(line.startswith("2026-11-25 03:00:00,000") for line in lines)
+    (refusal,) = [line for line in lines if "rejected unsigned" in line]
+    assert "CA1" in refusal
+
+
+def test_control_characters_in_messages_and_call_sids_are_escaped(log_output):
+    log = logging.getLogger("calls.example")
+
+    def during_a_call():
+        current_call_sid.set("CA9\rforged")
+        log.warning("said %s", "line one\nline two\x1b[31m")
+
+    contextvars.copy_context().run(during_a_call)
+    (line,) = log_output.getvalue().splitlines()
+    assert "call=CA9\\x0dforged" in line
+    assert "said line one\\x0aline two\\x1b[31m" in line
+
+
+def test_phone_numbers_are_masked_when_asked(log_output, settings):
+    log = logging.getLogger("calls.example")
+    log.info("call from %s to %s", "+15550001111", "+442071838750")
+    settings.LOG_MASK_NUMBERS = True
+    log.info("call from %s to %s", "+15550001111", "+442071838750")
+
+    plain, masked = log_output.getvalue().splitlines()
+    assert "+15550001111" in plain
+    assert "call from +1555*****11 to +4420******50" in masked
+    assert "0001111" not in masked

@@ -40,6 +40,40 @@ class SecretRedactionFilter(logging.Filter):
         return True
 
 
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+PHONE_NUMBER = re.compile(r"\+\d{7,15}\b")
+
+
+def _escape(text: str) -> str:
+    return CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _mask(match: re.Match) -> str:
+    number = match.group()
+    return number[:5] + "*" * (len(number) - 7) + number[-2:]
+
+
+class OneLineFilter(logging.Filter):
+    """Every record stays one line, whatever it quotes: control characters in the message
+    and the call sid (a newline in an unsigned webhook's CallSid, say) are escaped, so a
+    request cannot forge log lines. With LOG_MASK_NUMBERS, phone numbers keep only their
+    first four and last two digits. Tracebacks are left as they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from django.conf import settings  # read late: logging is configured before settings
+
+        message = record.getMessage()
+        safe = _escape(message)
+        if getattr(settings, "LOG_MASK_NUMBERS", False):
+            safe = PHONE_NUMBER.sub(_mask, safe)
+        if safe != message:
+            record.msg, record.args = safe, None
+        call_sid = getattr(record, "call_sid", None)
+        if isinstance(call_sid, str):
+            record.call_sid = _escape(call_sid)
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, for log shippers."""
 

@@ -15,10 +15,10 @@ import logging
 import time
 
 from asgiref.sync import sync_to_async
-from redis.exceptions import RedisError
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 WINDOW_S = 60

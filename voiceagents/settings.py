@@ -302,6 +302,7 @@ UNKNOWN_NUMBER_TEXT = env("UNKNOWN_NUMBER_TEXT", "Sorry, this number is not in s
 
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOG_FORMAT = env("LOG_FORMAT", "plain")
+LOG_MASK_NUMBERS = env_bool("LOG_MASK_NUMBERS", False)  # caller numbers in logs: +1555*****11
 if LOG_FORMAT not in {"plain", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json")
 LOGGING = {
@@ -310,6 +311,7 @@ LOGGING = {
     "filters": {
         "call_sid": {"()": "voiceagents.log_context.CallSidFilter"},
         "redact_secrets": {"()": "voiceagents.log_context.SecretRedactionFilter"},
+        "one_line": {"()": "voiceagents.log_context.OneLineFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s call=%(call_sid)s %(message)s"},
@@ -319,7 +321,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["call_sid", "redact_secrets"],
+            "filters": ["call_sid", "redact_secrets", "one_line"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
