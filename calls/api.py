@@ -14,19 +14,34 @@ from voiceagents.models import ApiToken
 MAX_PAGE_SIZE = 200
 
 
-def api_token_required(view):
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs):
-        scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
-        token = ApiToken.find_active(raw.strip()) if scheme.lower() == "bearer" and raw else None
-        if token is None:
-            response = JsonResponse({"error": "a valid API token is required"}, status=401)
-            response["WWW-Authenticate"] = "Bearer"
-            return response
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
-        return view(request, *args, **kwargs)
+def api_token_required(scope: str):
+    """A valid, unexpired bearer token (else 401) whose scopes include `scope` (else 403);
+    the view gets the token as `request.api_token`."""
 
-    return wrapped
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs):
+            scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+            token = (
+                ApiToken.find_active(raw.strip()) if scheme.lower() == "bearer" and raw else None
+            )
+            if token is None:
+                response = JsonResponse(
+                    {"error": "a valid, unexpired API token is required"}, status=401
+                )
+                response["WWW-Authenticate"] = "Bearer"
+                return response
+            if not token.allows(scope):
+                return JsonResponse(
+                    {"error": f"this API token does not have the {scope} scope"}, status=403
+                )
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+            request.api_token = token
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
 
 
 def call_summary(call: Call) -> dict:
@@ -91,7 +106,16 @@ def post_call_detail(call: Call) -> dict:
     }
 
 
-def call_detail(call: Call) -> dict:
+def call_detail(call: Call, with_transcripts: bool = True) -> dict:
+    """Without the read-transcripts scope: the call's facts, and what was said left out."""
+    if not with_transcripts:
+        return call_summary(call) | {
+            "recording": None,
+            "transcript": None,
+            "summary": None,
+            "outcome": None,
+            "turns": None,
+        }
     return (
         call_summary(call)
         | post_call_detail(call)
@@ -121,7 +145,7 @@ def _bounded_int(raw: str | None, default: int, upper: int) -> int | None:
 
 
 @require_GET
-@api_token_required
+@api_token_required("read_calls")
 def call_list(request: HttpRequest) -> JsonResponse:
     limit = _bounded_int(request.GET.get("limit"), 50, MAX_PAGE_SIZE)
     offset = _bounded_int(request.GET.get("offset"), 0, 10**9)
@@ -138,7 +162,7 @@ def call_list(request: HttpRequest) -> JsonResponse:
 
 
 @require_GET
-@api_token_required
+@api_token_required("read_calls")
 def call_detail_view(request: HttpRequest, sid: str) -> JsonResponse:
     call = get_object_or_404(Call.objects.select_related("agent"), sid=sid)
-    return JsonResponse(call_detail(call))
+    return JsonResponse(call_detail(call, request.api_token.allows("read_transcripts")))

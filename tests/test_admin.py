@@ -170,6 +170,20 @@ def test_add_api_token_shows_the_secret_once_and_stores_its_hash(staff_client):
     assert token.prefix in again.content.decode()
 
 
+def test_the_new_tokens_secret_never_travels_in_a_cookie(staff_client):
+    """Django's cookie message storage is signed but readable: the "copy it now" message
+    lives in the server-side session instead."""
+    response = staff_client.post(
+        "/admin/voiceagents/apitoken/add/", {"name": "crm", "can_read_calls": "on"}
+    )
+
+    assert response.status_code == 302
+    assert "messages" not in response.cookies
+    shown = staff_client.get(response["Location"]).content.decode()
+    (raw,) = re.findall(r"va_[\w-]{20,}", shown)
+    assert all(raw not in morsel.value for morsel in staff_client.cookies.values())
+
+
 def test_editing_an_api_token_keeps_its_secret(staff_client, rows):
     token = rows["token"]
     old_hash = token.token_hash

@@ -348,3 +348,45 @@ def test_staff_pages_refuse_a_logged_in_non_staff_user(client, existing_call):
         response = client.get(path)
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("admin:login"))
+
+
+# --- Scopes and expiry ------------------------------------------------------------------
+
+
+def test_a_token_without_the_transcripts_scope_reads_calls_but_not_what_was_said(client):
+    _, calls_only = make_api_token("billing", can_read_transcripts=False)
+    call = make_call(sid(8), agent=make_agent(name="Reception"))
+    make_turn(call, 0, "My card number is", "caller")
+
+    listed = client.get("/api/calls/", headers=bearer(calls_only))
+    detail = client.get(f"/api/calls/{call.sid}/", headers=bearer(calls_only))
+
+    assert listed.status_code == 200 and listed.json()["count"] == 1
+    assert detail.status_code == 200
+    body = detail.json()
+    assert body["sid"] == call.sid and body["duration_s"] == call.duration_s
+    assert (body["turns"], body["transcript"], body["summary"], body["outcome"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert "card number" not in detail.content.decode()
+
+
+def test_a_token_without_the_calls_scope_is_forbidden(client, existing_call):
+    _, write_only = make_api_token("writer", can_read_calls=False, can_write=True)
+
+    response = client.get("/api/calls/", headers=bearer(write_only))
+
+    assert response.status_code == 403
+    assert "read_calls" in response.json()["error"]
+
+
+def test_an_expired_token_is_refused(client, existing_call):
+    past = timezone.now() - timedelta(minutes=1)
+    _, expired = make_api_token("old", expires_at=past)
+    _, current = make_api_token("new", expires_at=timezone.now() + timedelta(days=1))
+
+    assert client.get("/api/calls/", headers=bearer(expired)).status_code == 401
+    assert client.get("/api/calls/", headers=bearer(current)).status_code == 200

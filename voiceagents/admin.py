@@ -70,9 +70,28 @@ class ToolAdmin(admin.ModelAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["name", "prefix", "is_active", "created_at", "last_used_at"]
+    list_display = [
+        "name",
+        "prefix",
+        "is_active",
+        "can_read_calls",
+        "can_read_transcripts",
+        "can_write",
+        "expires_at",
+        "last_used_at",
+    ]
     readonly_fields = ["prefix", "created_at", "last_used_at"]
-    fields = ["name", "is_active", "prefix", "created_at", "last_used_at"]
+    fields = [
+        "name",
+        "is_active",
+        "can_read_calls",
+        "can_read_transcripts",
+        "can_write",
+        "expires_at",
+        "prefix",
+        "created_at",
+        "last_used_at",
+    ]
 
     def save_model(self, request, obj, form, change):
         raw = None if change else obj.issue()

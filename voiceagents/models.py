@@ -7,6 +7,7 @@ import secrets
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from voiceagents.model_catalog import (
     DEFAULT_REALTIME_MODEL,
@@ -277,11 +278,33 @@ class ApiToken(models.Model):
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     prefix = models.CharField(max_length=12, editable=False)
     is_active = models.BooleanField(default=True)
+    # Scopes: what a request with this token may do.
+    can_read_calls = models.BooleanField(
+        "read calls", default=True, help_text="List calls and read who, when, how long, cost."
+    )
+    can_read_transcripts = models.BooleanField(
+        "read transcripts",
+        default=True,
+        help_text="Also read what was said: live turns, post-call transcript, summary, outcome.",
+    )
+    can_write = models.BooleanField(
+        "write", default=False, help_text="Change things through the API (start calls, …)."
+    )
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Refused from this moment on; empty: never expires."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    def allows(self, scope: str) -> bool:
+        return {
+            "read_calls": self.can_read_calls,
+            "read_transcripts": self.can_read_calls and self.can_read_transcripts,
+            "write": self.can_write,
+        }[scope]
 
     def issue(self) -> str:
         """Give this token a new secret value and return it (the only time it is readable)."""
@@ -292,4 +315,8 @@ class ApiToken(models.Model):
 
     @classmethod
     def find_active(cls, raw_token: str) -> "ApiToken | None":
-        return cls.objects.filter(token_hash=hash_token(raw_token), is_active=True).first()
+        return (
+            cls.objects.filter(token_hash=hash_token(raw_token), is_active=True)
+            .exclude(expires_at__lte=timezone.now())
+            .first()
+        )
