@@ -305,6 +305,8 @@ LOG_FORMAT = env("LOG_FORMAT", "plain")
 LOG_MASK_NUMBERS = env_bool("LOG_MASK_NUMBERS", False)  # caller numbers in logs: +1555*****11
 if LOG_FORMAT not in {"plain", "json"}:
     raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json")
+# The debug error page lists no settings and hides locals holding credentials.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "voiceagents.error_reports.NoSettingsReporterFilter"
 # Messages live in the session (server side), not in Django's signed-but-readable cookie:
 # the admin's "copy this API token now" message carries the token's secret.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
