@@ -37,6 +37,7 @@ from voiceagents.realtime import (
     session_update_event,
     with_agent_instructions,
 )
+from voiceagents.tool_schema import argument_problem
 
 log = logging.getLogger(__name__)
 
@@ -571,6 +572,14 @@ class CallBridge:
         tool = self.agent.tool(name)
         if tool is None:
             return actions + self.on_tool_result(call_id, _json({"error": f"unknown tool {name}"}))
+        problem = argument_problem(arguments, tool.definition.get("parameters"))
+        if problem is not None:
+            log.warning(
+                "call %s: tool %s called with invalid arguments: %s", self.call_sid, name, problem
+            )
+            return actions + self.on_tool_result(
+                call_id, _json({"error": f"invalid arguments, not run: {problem}"})
+            )
         if tool.kind == "end_call":
             self.hangup_after_playback = True
             self.hangup_requested_in = response_id

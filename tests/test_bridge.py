@@ -1077,3 +1077,52 @@ def test_the_time_limit_in_a_quiet_moment_says_goodbye_at_once(bridge):
     assert goodbye["type"] == "response.create"
     assert bridge.on_max_duration() == []  # once
     assert bridge.on_goodbye_overdue() == [EndCall("time_limit")]
+
+
+# --- Tool arguments checked against the schema ------------------------------------------
+ORDER_SCHEMA = {
+    "type": "object",
+    "properties": {"order": {"type": "integer", "minimum": 1}},
+    "required": ["order"],
+}
+
+
+def bridge_with_schema() -> CallBridge:
+    lookup = ToolConfig(
+        "lookup",
+        "http",
+        {"type": "function", "name": "lookup", "parameters": ORDER_SCHEMA},
+        "http://t/lookup",
+    )
+    b = CallBridge(CALL_SID, agent_config(tools=(lookup,)), stream_token=TOKEN)
+    b.on_twilio_text(start_msg())
+    return b
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        ('{"order": "seven"}', "order: 'seven' is not of type 'integer'"),
+        ("{}", "arguments: 'order' is a required property"),
+        ('{"order": 0}', "order: 0 is less than the minimum of 1"),
+        ('{"order": ', "arguments are not valid JSON"),
+    ],
+)
+def test_arguments_that_do_not_fit_the_schema_get_an_error_output_not_a_request(arguments, problem):
+    b = bridge_with_schema()
+    actions = function_call(b, "r1", "call_1", "lookup", arguments)
+    assert of_type(actions, RunTool) == []
+    (output,) = [e for e in sent_openai(actions) if e["type"] == "conversation.item.create"]
+    assert orjson.loads(output["item"]["output"]) == {
+        "error": f"invalid arguments, not run: {problem}"
+    }
+    # The model hears about it once its response is done, and can call the tool again.
+    assert {"type": "response.create"} in sent_openai(response_done(b, "r1"))
+
+
+def test_arguments_that_fit_the_schema_run_the_tool():
+    b = bridge_with_schema()
+    actions = function_call(b, "r1", "call_1", "lookup", '{"order": 7}')
+    assert of_type(actions, RunTool) == [
+        RunTool("call_1", "lookup", '{"order": 7}', "http://t/lookup")
+    ]

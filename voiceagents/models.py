@@ -17,6 +17,7 @@ from voiceagents.model_catalog import (
     live_transcription_model,
     realtime_model,
 )
+from voiceagents.tool_schema import schema_problem
 
 
 class Voice(models.TextChoices):
@@ -90,6 +91,8 @@ class Tool(models.Model):
             self.parameters = {"type": "object", "properties": {}}
         if not isinstance(self.parameters, dict) or self.parameters.get("type") != "object":
             errors["parameters"] = 'The schema must be an object with "type": "object".'
+        elif problem := schema_problem(self.parameters):
+            errors["parameters"] = problem
         if self.kind == self.Kind.HTTP and not self.url:
             errors["url"] = "An HTTP tool needs a URL."
         if errors:
