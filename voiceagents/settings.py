@@ -293,7 +293,8 @@ OPENAI_CONNECT_TIMEOUT_S = env_float("OPENAI_CONNECT_TIMEOUT_S", 10.0)
 OPENAI_SESSION_ROLLOVER_S = env_float("OPENAI_SESSION_ROLLOVER_S", 55 * 60.0)
 # After an OpenAI fault the session may still owe the caller's last words their transcript.
 OPENAI_TRANSCRIPT_WAIT_S = env_float("OPENAI_TRANSCRIPT_WAIT_S", 2.0)
-HTTP_TOOL_TIMEOUT_S = env_float("HTTP_TOOL_TIMEOUT_S", 10.0)
+HTTP_TOOL_TIMEOUT_S = env_float("HTTP_TOOL_TIMEOUT_S", 10.0)  # the whole request and reply
+HTTP_TOOL_MAX_REPLY_BYTES = env_int("HTTP_TOOL_MAX_REPLY_BYTES", 256 * 1024)
 APOLOGY_TEXT = env(
     "APOLOGY_TEXT",
     "Sorry, we are having technical difficulties and have to end the call. Please try again later.",

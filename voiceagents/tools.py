@@ -35,19 +35,41 @@ async def run_http_tool(
     client: httpx.AsyncClient, url: str, name: str, arguments: str, call_sid: str
 ) -> str:
     """Always returns a string for the model: the body on success, a JSON error otherwise,
-    so the agent can tell the caller something went wrong instead of going silent."""
+    so the agent can tell the caller something went wrong instead of going silent.
+
+    The reply is read as a stream up to HTTP_TOOL_MAX_REPLY_BYTES, all of it within one
+    deadline of HTTP_TOOL_TIMEOUT_S: httpx's timeouts are per read, so a reply trickling a
+    byte at a time would otherwise keep the caller waiting far past it."""
     try:
         args = orjson.loads(arguments or "{}")
     except orjson.JSONDecodeError:
-        return orjson.dumps({"error": "arguments were not valid JSON"}).decode()
+        return _error("arguments were not valid JSON")
+    deadline_s, max_bytes = settings.HTTP_TOOL_TIMEOUT_S, settings.HTTP_TOOL_MAX_REPLY_BYTES
+    body = {"tool": name, "call_sid": call_sid, "arguments": args}
     try:
-        response = await client.post(
-            url, json={"tool": name, "call_sid": call_sid, "arguments": args}
-        )
+        async with asyncio.timeout(deadline_s):
+            async with client.stream("POST", url, json=body) as response:
+                if response.is_error:
+                    log.warning(
+                        "call %s: tool %s answered HTTP %s", call_sid, name, response.status_code
+                    )
+                    return _error(f"tool answered HTTP {response.status_code}")
+                reply = bytearray()
+                async for chunk in response.aiter_bytes():
+                    reply += chunk
+                    if len(reply) > max_bytes:
+                        log.warning(
+                            "call %s: tool %s replied over %d bytes", call_sid, name, max_bytes
+                        )
+                        return _error(f"tool reply larger than {max_bytes} bytes")
+    except TimeoutError:
+        log.warning("call %s: tool %s took over %g s", call_sid, name, deadline_s)
+        return _error(f"tool did not answer within {deadline_s:g} s")
     except httpx.HTTPError as exc:
         log.warning("call %s: tool %s failed: %r", call_sid, name, exc)
-        return orjson.dumps({"error": f"tool unavailable: {type(exc).__name__}"}).decode()
-    if response.is_error:
-        log.warning("call %s: tool %s answered HTTP %s", call_sid, name, response.status_code)
-        return orjson.dumps({"error": f"tool answered HTTP {response.status_code}"}).decode()
-    return response.text[:MAX_TOOL_OUTPUT_CHARS]
+        return _error(f"tool unavailable: {type(exc).__name__}")
+    return reply.decode("utf-8", errors="replace")[:MAX_TOOL_OUTPUT_CHARS]
+
+
+def _error(message: str) -> str:
+    return orjson.dumps({"error": message}).decode()

@@ -1,0 +1,95 @@
+"""An agent's HTTP tool request: one deadline for the whole reply and a cap on its size;
+past either the model gets an error output (the call goes on)."""
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import orjson
+import pytest
+
+from voiceagents.tools import run_http_tool
+
+
+class ReplyServer:
+    """Answers every POST the way `mode` says: "ok", "trickle" (a byte every 0.3 s, for
+    ever) or "huge" (10 MB)."""
+
+    def __init__(self, mode: str) -> None:
+        stop = self.stop = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                if mode == "ok":
+                    body = b'{"status": "shipped"}'
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self.send_header("Content-Length", str(10 * 2**20))
+                self.end_headers()
+                try:
+                    if mode == "huge":
+                        for _ in range(160):
+                            self.wfile.write(b"x" * 65536)
+                    while mode == "trickle" and not stop.wait(0.3):
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                except OSError:
+                    pass  # the client gave up, as it should
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/tool"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def reply_server(request):
+    server = ReplyServer(request.param)
+    yield server
+    server.close()
+
+
+async def call_tool(url: str) -> tuple[dict | str, float]:
+    began = time.monotonic()
+    async with httpx.AsyncClient(timeout=5) as client:
+        output = await run_http_tool(client, url, "lookup", '{"order": 7}', "CA1")
+    elapsed = time.monotonic() - began
+    try:
+        return orjson.loads(output), elapsed
+    except orjson.JSONDecodeError:
+        return output, elapsed
+
+
+@pytest.mark.parametrize("reply_server", ["trickle"], indirect=True)
+async def test_a_trickling_reply_is_cut_off_at_the_deadline(reply_server, settings):
+    settings.HTTP_TOOL_TIMEOUT_S = 1.0
+    output, elapsed = await call_tool(reply_server.url)
+    assert output == {"error": "tool did not answer within 1 s"}
+    assert elapsed < 2.5  # httpx's per-read timeout (5 s here) would never have fired
+
+
+@pytest.mark.parametrize("reply_server", ["huge"], indirect=True)
+async def test_a_reply_over_the_size_cap_is_refused(reply_server, settings):
+    settings.HTTP_TOOL_MAX_REPLY_BYTES = 100_000
+    output, _ = await call_tool(reply_server.url)
+    assert output == {"error": "tool reply larger than 100000 bytes"}
+
+
+@pytest.mark.parametrize("reply_server", ["ok"], indirect=True)
+async def test_a_normal_reply_is_handed_back(reply_server):
+    output, _ = await call_tool(reply_server.url)
+    assert output == {"status": "shipped"}
