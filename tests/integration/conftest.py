@@ -2,6 +2,7 @@
 OpenAI Realtime server on loopback, and helpers to configure agents and place calls."""
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -120,8 +121,20 @@ def caller_for(app_server):
         return call
 
     yield make
+    wait_until_the_app_finalised([call.call_sid for call in made])
     for call in made:
         assert call.violations == [], f"the app broke the Media Streams protocol: {call.violations}"
+
+
+def wait_until_the_app_finalised(sids: list[str], within_s: float = 10.0) -> None:
+    """Before the test database is emptied: calls whose stream connected are being
+    finalised by the app process, and emptying tables under its writes deadlocks on
+    PostgreSQL."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and Call.objects.filter(
+        sid__in=sids, stream_connected_at__isnull=False, ended_at__isnull=True
+    ).exists():
+        time.sleep(0.05)
 
 
 # --- Helpers shared by the fault, concurrency and tool tests -----------------------------
