@@ -131,9 +131,12 @@ def wait_until_the_app_finalised(sids: list[str], within_s: float = 10.0) -> Non
     finalised by the app process, and emptying tables under its writes deadlocks on
     PostgreSQL."""
     deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline and Call.objects.filter(
-        sid__in=sids, stream_connected_at__isnull=False, ended_at__isnull=True
-    ).exists():
+    while (
+        time.monotonic() < deadline
+        and Call.objects.filter(
+            sid__in=sids, stream_connected_at__isnull=False, ended_at__isnull=True
+        ).exists()
+    ):
         time.sleep(0.05)
 
 
