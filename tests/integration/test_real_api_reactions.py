@@ -38,11 +38,17 @@ AGAIN = "Are you there? When do you open?"
 ANSWER = "We open at eight."
 
 
-async def call_and_ask(caller_for):
-    """Dial, hear the 300 ms greeting, ask the question."""
-    call = caller_for()
+async def connected(caller_for, **kwargs):
+    """A caller who dialled and whose media stream is open."""
+    call = caller_for(**kwargs)
     await call.dial()
     await call.connect_stream()
+    return call
+
+
+async def call_and_ask(caller_for):
+    """Dial, hear the 300 ms greeting, ask the question."""
+    call = await connected(caller_for)
     await hear_greeting_then_ask(call, 300)
     return call
 
@@ -202,9 +208,7 @@ async def test_a_tool_result_around_the_end_of_the_callers_turn_never_drops_the_
         caller_transcripts=[QUESTION, "Uh-huh."],
     )
     try:
-        call = caller_for()
-        await call.dial()
-        await call.connect_stream()
+        call = await connected(caller_for)
         await hear_greeting_then_ask(call, 300)
         await asyncio.get_running_loop().run_in_executor(None, tool.requested.wait, 10)
         session = realtime.sessions[first]
@@ -327,9 +331,7 @@ async def test_a_key_press_is_answered(agent, realtime, caller_for):
     realtime.script_for_next_connection = script(
         replies=[Reply(text=GREETING, audio_ms=300), Reply(text="You pressed one.", audio_ms=300)]
     )
-    call = caller_for()
-    await call.dial()
-    await call.connect_stream()
+    call = await connected(caller_for)
     await call.wait_for(lambda: len(call.heard_audio) >= 300 * 8, timeout=10)
     await asyncio.sleep(0.2)
     await call.dtmf("1")
@@ -348,9 +350,7 @@ async def test_a_session_with_other_audio_formats_ends_with_an_apology(agent, re
     realtime.script_for_next_connection = script(
         reported_audio_format={"type": "audio/pcm", "rate": 24000}
     )
-    call = caller_for()
-    await call.dial()
-    await call.connect_stream()
+    call = await connected(caller_for)
 
     await assert_apologised(call)
     stored = await wait_for_end(call.call_sid)
@@ -376,9 +376,7 @@ async def test_a_silent_caller_is_prompted_after_the_idle_timeout(agent, realtim
         ],
         audio_speed=1.0,
     )
-    call = caller_for()
-    await call.dial()
-    await call.connect_stream()
+    call = await connected(caller_for)
 
     turns = await wait_for_turns(call.call_sid, 2, within_s=8)
     assert spoken(turns) == [("agent", GREETING), ("agent", "Are you still there?")]
@@ -399,9 +397,7 @@ async def test_the_time_limit_says_goodbye_and_hangs_up(agent, realtime, caller_
             Reply(text="We have to stop here. Goodbye!", audio_ms=400),
         ]
     )
-    call = caller_for()
-    await call.dial()
-    await call.connect_stream()
+    call = await connected(caller_for)
 
     await assert_no_apology(call)
     stored, turns = await load_call(call.call_sid)
