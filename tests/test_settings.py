@@ -249,10 +249,12 @@ def test_redis_url_switches_channel_layer_and_celery_broker(tmp_path):
     assert values["CHANNEL_CONFIG"] == {"hosts": [{"address": redis_url, "socket_timeout": 15}]}
     assert values["CELERY_BROKER_URL"] == redis_url
     assert values["CELERY_BROKER_TRANSPORT_OPTIONS"] == {}
-    # Rate-limit counters are shared by every web process through the same Redis.
+    # Rate-limit counters are shared by every web process through the same Redis, which
+    # fails fast when it is away (the limiter then lets requests through).
     assert values["CACHE"] == {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": redis_url,
+        "OPTIONS": {"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
     }
 
 
