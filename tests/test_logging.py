@@ -5,6 +5,7 @@ import io
 import logging
 import logging.config
 
+import httpx
 import orjson
 import pytest
 from django.conf import settings
@@ -117,3 +118,17 @@ def test_phone_numbers_are_masked_when_asked(log_output, settings):
     assert "+15550001111" in plain
     assert "call from +1555*****11 to +4420******50" in masked
     assert "0001111" not in masked
+
+
+async def test_httpx_request_lines_lose_the_urls_userinfo_and_query(log_output):
+    """On httpx's real log record: a tool URL's password and token never reach the log."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        await client.post("https://bob:s3cr3t-pw@tools.example/lookup?token=tok-123&x=1")
+
+    written = log_output.getvalue()
+    assert "HTTP Request: POST https://[redacted]@tools.example/lookup?[redacted]" in written
+    assert "s3cr3t-pw" not in written and "tok-123" not in written

@@ -74,6 +74,28 @@ class OneLineFilter(logging.Filter):
         return True
 
 
+URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s\"']*@", re.IGNORECASE)
+URL_QUERY = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s\"'?#]*)\?[^\s\"'#]*", re.IGNORECASE)
+
+
+def redact_urls(text: str) -> str:
+    """URLs without their userinfo and query string, where credentials end up."""
+    return URL_QUERY.sub(r"\1?[redacted]", URL_USERINFO.sub(r"\1[redacted]@", text))
+
+
+class HttpxUrlFilter(logging.Filter):
+    """httpx logs every request's full URL at INFO ("HTTP Request: POST https://…"): an
+    agent's tool URL could carry a password or a token in it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(("httpx", "httpcore")):
+            message = record.getMessage()
+            redacted = redact_urls(message)
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line, for log shippers."""
 

@@ -319,6 +319,7 @@ LOGGING = {
         "call_sid": {"()": "voiceagents.log_context.CallSidFilter"},
         "redact_secrets": {"()": "voiceagents.log_context.SecretRedactionFilter"},
         "one_line": {"()": "voiceagents.log_context.OneLineFilter"},
+        "httpx_urls": {"()": "voiceagents.log_context.HttpxUrlFilter"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s call=%(call_sid)s %(message)s"},
@@ -328,7 +329,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["call_sid", "redact_secrets", "one_line"],
+            "filters": ["call_sid", "redact_secrets", "httpx_urls", "one_line"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
