@@ -37,3 +37,24 @@ def test_an_invalid_json_schema_is_refused_with_the_reason():
 
 def test_a_sensible_schema_is_accepted():
     tool_with(nested(5)).full_clean()
+
+
+@pytest.mark.parametrize(
+    ("url", "refusal"),
+    [
+        ("https://bob:pw@tools.example/lookup", "user:password@ is refused"),
+        ("https://tools.example/lookup?api_key=abc", "'api_key' looks like a secret"),
+        ("https://tools.example/lookup?Token=abc&x=1", "'Token' looks like a secret"),
+    ],
+)
+def test_a_url_carrying_a_secret_is_refused_with_a_clear_message(url, refusal):
+    tool = Tool(name="lookup", description="Look up.", url=url)
+    with pytest.raises(ValidationError) as refused:
+        tool.full_clean()
+    assert refusal in str(refused.value.message_dict["url"])
+
+
+def test_a_url_with_an_ordinary_query_is_accepted():
+    Tool(
+        name="lookup", description="Look up.", url="https://tools.example/x?region=eu"
+    ).full_clean()

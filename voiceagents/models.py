@@ -17,7 +17,7 @@ from voiceagents.model_catalog import (
     live_transcription_model,
     realtime_model,
 )
-from voiceagents.tool_schema import schema_problem
+from voiceagents.tool_schema import schema_problem, url_secret_problem
 
 
 class Voice(models.TextChoices):
@@ -95,6 +95,8 @@ class Tool(models.Model):
             errors["parameters"] = problem
         if self.kind == self.Kind.HTTP and not self.url:
             errors["url"] = "An HTTP tool needs a URL."
+        elif problem := url_secret_problem(self.url):
+            errors["url"] = problem
         if errors:
             raise ValidationError(errors)
 

@@ -1,5 +1,9 @@
-"""Checking the model's tool arguments against the tool's JSON Schema before anything is
-sent: an invalid call gets an error output the model can correct, not a request."""
+"""Checking a tool before it runs: its URL and schema when it is saved (so a call never
+meets them), and the model's arguments against the schema before anything is sent (an
+invalid call gets an error output the model can correct, not a request)."""
+
+import re
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 from jsonschema import Draft202012Validator
@@ -42,4 +46,23 @@ def schema_problem(schema) -> str | None:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         return f"Not a valid JSON Schema: {exc.message}"
+    return None
+
+
+SECRET_LOOKING = re.compile(r"key|token|secret|pass|pwd|auth|sig|credential|session", re.I)
+
+
+def url_secret_problem(url: str) -> str | None:
+    """Secrets do not belong in a tool's URL, where logs, proxies and the admin show them."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        return "Put credentials in a header, not in the URL (user:password@ is refused)."
+    secret_names = [name for name, _ in parse_qsl(parts.query) if SECRET_LOOKING.search(name)]
+    if secret_names:
+        return (
+            f"The query parameter {secret_names[0]!r} looks like a secret: put it in a header "
+            "instead of the URL."
+        )
     return None
