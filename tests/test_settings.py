@@ -414,3 +414,25 @@ def test_session_update_for_semantic_vad_agent_with_tools_and_audio_options_off(
         },
     ]
     assert json.loads(json.dumps(session)) == session  # plain JSON, ready to send
+
+
+def test_check_deploy_is_clean_in_production_settings(tmp_path):
+    check = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k not in SETTINGS_VARIABLES}
+        | {
+            "VAR_DIR": str(tmp_path),
+            "DEBUG": "false",
+            "PUBLIC_BASE_URL": "https://voice.example.com",
+            "SECRET_KEY": "a-production-secret-with-more-than-fifty-varied-characters-0123456789",
+            "OPENAI_API_KEY": "sk-prod",
+            "TWILIO_AUTH_TOKEN": "twilio-prod",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert check.returncode == 0, check.stderr
+    assert "no issues" in check.stdout
