@@ -59,6 +59,8 @@ def app_env(*, openai_base_url: str, database_url: str, var_dir: Path, redis_url
         "DATABASE_URL": database_url,
         "VAR_DIR": str(var_dir),
         "RATE_LIMIT_TWILIO_PER_MIN": "0",
+        "TOOL_EGRESS_ALLOW": "127.0.0.1",  # the tool-heavy plan's tool server
+        "TOOL_ALLOW_HTTP": "true",
         "LOG_LEVEL": "INFO",
     }
     if redis_url:

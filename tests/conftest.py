@@ -16,6 +16,13 @@ def fresh_rate_limit_counters(settings):
     yield
 
 
+@pytest.fixture(autouse=True)
+def loopback_tools_allowed(settings):
+    """The tests' tool servers listen on loopback, which agent tools may not reach by
+    default (voiceagents/egress.py); tests of that policy set their own list."""
+    settings.TOOL_EGRESS_ALLOW = ["127.0.0.0/8"]
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     """The test process does not keep database connections between uses (the app does):

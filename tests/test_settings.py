@@ -436,3 +436,10 @@ def test_check_deploy_is_clean_in_production_settings(tmp_path):
 
     assert check.returncode == 0, check.stderr
     assert "no issues" in check.stdout
+
+
+def test_a_tool_egress_exception_that_is_not_a_network_is_a_clear_error(tmp_path):
+    result = run_settings(tmp_path, TOOL_EGRESS_ALLOW="10.0.0.0/8, intranet")
+
+    assert result.returncode != 0
+    assert "TOOL_EGRESS_ALLOW: 'intranet' is not an address or network" in result.stderr

@@ -18,10 +18,12 @@ class ReplyServer:
 
     def __init__(self, mode: str) -> None:
         stop = self.stop = threading.Event()
+        hosts = self.hosts = []  # the Host header of every request
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers["Content-Length"]))
+                hosts.append(self.headers["Host"])
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 if mode == "ok":

@@ -9,6 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from voiceagents import egress
 from voiceagents.model_catalog import (
     DEFAULT_REALTIME_MODEL,
     LIVE_TRANSCRIPTION_CHOICES,
@@ -97,6 +98,8 @@ class Tool(models.Model):
             errors["url"] = "An HTTP tool needs a URL."
         elif problem := url_secret_problem(self.url):
             errors["url"] = problem
+        elif self.kind == self.Kind.HTTP and (problem := egress.url_problem(self.url)):
+            errors["url"] = problem[0].upper() + problem[1:] + "."
         if errors:
             raise ValidationError(errors)
 

@@ -5,6 +5,7 @@ Celery broker, with development secrets. With DEBUG=false every secret must be g
 start-up fails with a message naming the missing variable.
 """
 
+import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -303,6 +304,17 @@ OPENAI_SESSION_ROLLOVER_S = env_float("OPENAI_SESSION_ROLLOVER_S", 55 * 60.0)
 OPENAI_TRANSCRIPT_WAIT_S = env_float("OPENAI_TRANSCRIPT_WAIT_S", 2.0)
 HTTP_TOOL_TIMEOUT_S = env_float("HTTP_TOOL_TIMEOUT_S", 10.0)  # the whole request and reply
 HTTP_TOOL_MAX_REPLY_BYTES = env_int("HTTP_TOOL_MAX_REPLY_BYTES", 256 * 1024)
+# Agent tools may not reach loopback, private, link-local… addresses except these
+# (comma-separated addresses or networks, e.g. "10.0.5.0/24"); see voiceagents/egress.py.
+TOOL_EGRESS_ALLOW = [n.strip() for n in env("TOOL_EGRESS_ALLOW", "").split(",") if n.strip()]
+for _network in TOOL_EGRESS_ALLOW:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"TOOL_EGRESS_ALLOW: {_network!r} is not an address or network"
+        ) from None
+TOOL_ALLOW_HTTP = env_bool("TOOL_ALLOW_HTTP", DEBUG)  # else tool URLs must be https://
 APOLOGY_TEXT = env(
     "APOLOGY_TEXT",
     "Sorry, we are having technical difficulties and have to end the call. Please try again later.",

@@ -1,11 +1,14 @@
 """Running an agent's HTTP tool: POST the model's arguments, hand back the reply body."""
 
 import asyncio
+import contextlib
 import logging
 
 import httpx
 import orjson
 from django.conf import settings
+
+from voiceagents import egress
 
 log = logging.getLogger(__name__)
 MAX_TOOL_OUTPUT_CHARS = 8000
@@ -48,7 +51,19 @@ async def run_http_tool(
     body = {"tool": name, "call_sid": call_sid, "arguments": args}
     try:
         async with asyncio.timeout(deadline_s):
-            async with client.stream("POST", url, json=body) as response:
+            address, problem = await egress.checked_address(url)
+            if problem is not None:
+                log.warning("call %s: tool %s refused: %s", call_sid, name, problem)
+                return _error(f"tool not reachable: {problem}")
+            pinned = httpx.URL(url)
+            request = client.build_request(
+                "POST",
+                pinned.copy_with(host=address),  # the address just checked, not a new lookup
+                json=body,
+                headers={"Host": pinned.netloc.decode("ascii")},
+                extensions={"sni_hostname": pinned.host},
+            )
+            async with contextlib.aclosing(await client.send(request, stream=True)) as response:
                 if response.is_error:
                     log.warning(
                         "call %s: tool %s answered HTTP %s", call_sid, name, response.status_code

@@ -57,6 +57,7 @@ def app_server(django_db_setup, django_db_blocker, realtime_server):
             "OPENAI_BASE_URL": realtime_server.base_url,
             "OPENAI_SESSION_ROLLOVER_S": "3600",
             "TWILIO_WEBHOOK_SHARED_KEY_SECRET": TEST_WEBHOOK_SHARED_KEY[1],
+            "TOOL_EGRESS_ALLOW": "127.0.0.0/8",  # the tests' tool servers
         },
         "daphne",
     )
