@@ -36,6 +36,7 @@ class SecurityHeadersMiddleware:
         response.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
         if not request.path.startswith("/admin/"):
             response.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        if request.path.startswith(PRIVATE_PREFIXES):
+        private = request.path.startswith(PRIVATE_PREFIXES)
+        if private and "no-store" not in response.get("Cache-Control", ""):
             add_never_cache_headers(response)
         return response
