@@ -76,29 +76,30 @@ def resolving(monkeypatch, name: str, ip: str) -> None:
     monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", getaddrinfo)
 
 
+async def call_tool_named(monkeypatch, name: str, ip: str) -> tuple[dict, list[str]]:
+    """Call a loopback tool server by a name that resolves to `ip` at call time: the
+    tool's output, and the Host headers the server saw."""
+    server = ReplyServer("ok")
+    try:
+        resolving(monkeypatch, name, ip)
+        port_and_path = server.url.rsplit(":", 1)[1]
+        output, _ = await call_tool(f"http://{name}:{port_and_path}")
+    finally:
+        server.close()
+    return output, server.hosts
+
+
 async def test_a_name_that_now_resolves_inside_is_refused_at_call_time(
     nothing_allowed, monkeypatch
 ):
     """DNS rebinding: whatever the name resolved to when the tool was saved, the address
     it has now is what is checked."""
-    server = ReplyServer("ok")
-    try:
-        resolving(monkeypatch, "tools.rebind.test", "127.0.0.1")
-        port = server.url.rsplit(":", 1)[1]
-        output, _ = await call_tool(f"http://tools.rebind.test:{port}")
-    finally:
-        server.close()
+    output, _ = await call_tool_named(monkeypatch, "tools.rebind.test", "127.0.0.1")
     assert "127.0.0.1 is loopback, not public" in output["error"]
 
 
 async def test_the_request_goes_to_the_checked_address_under_its_name(settings, monkeypatch):
     settings.TOOL_EGRESS_ALLOW = ["127.0.0.1"]
-    server = ReplyServer("ok")
-    try:
-        resolving(monkeypatch, "tools.internal.test", "127.0.0.1")
-        port = server.url.rsplit(":", 1)[1]
-        output, _ = await call_tool(f"http://tools.internal.test:{port}")
-    finally:
-        server.close()
+    output, hosts = await call_tool_named(monkeypatch, "tools.internal.test", "127.0.0.1")
     assert output == {"status": "shipped"}
-    assert server.hosts == [f"tools.internal.test:{port.split('/')[0]}"]
+    assert [host.split(":")[0] for host in hosts] == ["tools.internal.test"]

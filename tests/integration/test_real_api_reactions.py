@@ -432,10 +432,9 @@ async def test_a_stream_handshake_without_twilios_signature_is_refused(agent, re
 # --- Twilio webhooks signed with a SharedKey, and configured as GET -------------------------
 
 
-async def test_a_call_signed_with_the_webhook_shared_key_goes_through(agent, realtime, caller_for):
-    """Every request of the call (voice webhook, stream handshake, the <Connect> action)
-    carries X-Twilio-Webhooks-Signature-Settings and is signed with the SharedKey."""
-    call = caller_for(shared_key=TEST_WEBHOOK_SHARED_KEY)
+async def answered_heard_and_completed(call) -> None:
+    """The webhook answers, the stream opens, the agent is heard, the caller hangs up, and
+    the call is stored as completed."""
     answered = await call.dial()
     assert answered.status_code == 200
     await call.connect_stream()
@@ -443,6 +442,12 @@ async def test_a_call_signed_with_the_webhook_shared_key_goes_through(agent, rea
     await call.hangup()
     stored = await wait_for_end(call.call_sid)
     assert (stored.completion_reason, stored.status) == ("caller_hangup", "completed")
+
+
+async def test_a_call_signed_with_the_webhook_shared_key_goes_through(agent, realtime, caller_for):
+    """Every request of the call (voice webhook, stream handshake, the <Connect> action)
+    carries X-Twilio-Webhooks-Signature-Settings and is signed with the SharedKey."""
+    await answered_heard_and_completed(caller_for(shared_key=TEST_WEBHOOK_SHARED_KEY))
 
 
 async def test_a_shared_key_signature_made_with_the_auth_token_is_refused(
@@ -457,11 +462,4 @@ async def test_a_shared_key_signature_made_with_the_auth_token_is_refused(
 
 
 async def test_a_voice_url_configured_as_get_answers_the_call(agent, realtime, caller_for):
-    call = caller_for(voice_method="GET")
-    answered = await call.dial()
-    assert answered.status_code == 200
-    await call.connect_stream()
-    await call.wait_for(lambda: len(call.heard_audio) > 0, timeout=10)
-    await call.hangup()
-    stored = await wait_for_end(call.call_sid)
-    assert (stored.completion_reason, stored.status) == ("caller_hangup", "completed")
+    await answered_heard_and_completed(caller_for(voice_method="GET"))
