@@ -19,25 +19,37 @@ class CallSidFilter(logging.Filter):
         return True
 
 
-class SecretRedactionFilter(logging.Filter):
+class MessageRewriteFilter(logging.Filter):
+    """A filter that rewrites a record's formatted message (`rewrite`), storing the result
+    in place of the format string and its arguments when it differs."""
+
+    def rewrite(self, record: logging.LogRecord, message: str) -> str:
+        raise NotImplementedError
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        rewritten = self.rewrite(record, message)
+        if rewritten != message:
+            record.msg, record.args = rewritten, None
+        return True
+
+
+class SecretRedactionFilter(MessageRewriteFilter):
     """Keeps credentials out of log output, whoever logs them: the configured secrets
     (a library logging its handshake headers at DEBUG, say) and any bearer token."""
 
     SECRET_SETTINGS = ("OPENAI_API_KEY", "TWILIO_AUTH_TOKEN", "SECRET_KEY")
     BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def rewrite(self, record: logging.LogRecord, message: str) -> str:
         from django.conf import settings  # read late: logging is configured before settings
 
-        message = record.getMessage()
         redacted = self.BEARER.sub(r"\1[redacted]", message)
         for name in self.SECRET_SETTINGS:
             value = getattr(settings, name, "")
             if value and value in redacted:
                 redacted = redacted.replace(value, "[redacted]")
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
+        return redacted
 
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
@@ -53,25 +65,22 @@ def _mask(match: re.Match) -> str:
     return number[:5] + "*" * (len(number) - 7) + number[-2:]
 
 
-class OneLineFilter(logging.Filter):
+class OneLineFilter(MessageRewriteFilter):
     """Every record stays one line, whatever it quotes: control characters in the message
     and the call sid (a newline in an unsigned webhook's CallSid, say) are escaped, so a
     request cannot forge log lines. With LOG_MASK_NUMBERS, phone numbers keep only their
     first four and last two digits. Tracebacks are left as they are."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def rewrite(self, record: logging.LogRecord, message: str) -> str:
         from django.conf import settings  # read late: logging is configured before settings
 
-        message = record.getMessage()
-        safe = _escape(message)
-        if getattr(settings, "LOG_MASK_NUMBERS", False):
-            safe = PHONE_NUMBER.sub(_mask, safe)
-        if safe != message:
-            record.msg, record.args = safe, None
         call_sid = getattr(record, "call_sid", None)
         if isinstance(call_sid, str):
             record.call_sid = _escape(call_sid)
-        return True
+        safe = _escape(message)
+        if getattr(settings, "LOG_MASK_NUMBERS", False):
+            safe = PHONE_NUMBER.sub(_mask, safe)
+        return safe
 
 
 URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s\"']*@", re.IGNORECASE)
@@ -83,17 +92,14 @@ def redact_urls(text: str) -> str:
     return URL_QUERY.sub(r"\1?[redacted]", URL_USERINFO.sub(r"\1[redacted]@", text))
 
 
-class HttpxUrlFilter(logging.Filter):
+class HttpxUrlFilter(MessageRewriteFilter):
     """httpx logs every request's full URL at INFO ("HTTP Request: POST https://…"): an
     agent's tool URL could carry a password or a token in it."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def rewrite(self, record: logging.LogRecord, message: str) -> str:
         if record.name.startswith(("httpx", "httpcore")):
-            message = record.getMessage()
-            redacted = redact_urls(message)
-            if redacted != message:
-                record.msg, record.args = redacted, None
-        return True
+            return redact_urls(message)
+        return message
 
 
 class JsonFormatter(logging.Formatter):
