@@ -61,6 +61,11 @@ def _addresses(infos) -> list[str]:
     return list(dict.fromkeys(info[4][0] for info in infos))
 
 
+def _any_problem(addresses: list[str]) -> str | None:
+    """A name may resolve to several addresses; the connection could use any of them."""
+    return next(filter(None, map(address_problem, addresses)), None)
+
+
 def url_problem(url: str) -> str | None:
     """Checked when a tool is saved. A name that does not resolve now is let through: the
     check after resolution at call time still stands."""
@@ -71,7 +76,7 @@ def url_problem(url: str) -> str | None:
         addresses = _addresses(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
     except (socket.gaierror, UnicodeError):
         return None
-    return next(filter(None, map(address_problem, addresses)), None)
+    return _any_problem(addresses)
 
 
 async def checked_address(url: str) -> tuple[str | None, str | None]:
@@ -86,7 +91,6 @@ async def checked_address(url: str) -> tuple[str | None, str | None]:
     addresses = _addresses(infos)
     if not addresses:
         return None, f"cannot resolve {host}"
-    for address in addresses:
-        if problem := address_problem(address):
-            return None, problem
+    if problem := _any_problem(addresses):
+        return None, problem
     return addresses[0], None
