@@ -91,27 +91,30 @@ async def hear_greeting(call: FakeTwilioCall, plan: Plan) -> None:
 
 async def converse(call: FakeTwilioCall, plan: CallPlan) -> None:
     """Greeting, question, answer, barge-in, short answer, silence, hang up."""
-    slack_s = SLACK_S
     await hear_greeting(call, plan)
     media_before = len(call.media_received)
     await call.speak_and_wait(plan.question_ms)
-    await call.wait_for(lambda: len(call.media_received) > media_before, slack_s, POLL_S)
+    await call.wait_for(lambda: len(call.media_received) > media_before, SLACK_S, POLL_S)
     await asyncio.sleep(plan.barge_after_ms / 1000)
     clears_before = len(call.clears)
     call.speak(plan.barge_ms)
     await call.wait_for(
-        lambda: len(call.clears) > clears_before, plan.barge_ms / 1000 + slack_s, POLL_S
+        lambda: len(call.clears) > clears_before, plan.barge_ms / 1000 + SLACK_S, POLL_S
     )
     media_before = len(call.media_received)
-    await call.wait_for(lambda: len(call.media_received) > media_before, slack_s, POLL_S)
+    await call.wait_for(lambda: len(call.media_received) > media_before, SLACK_S, POLL_S)
     await asyncio.sleep(plan.final_ms / 1000)
-    await call.wait_for(lambda: call.queued_audio_ms <= 0, slack_s, POLL_S)
+    await call.wait_for(lambda: call.queued_audio_ms <= 0, SLACK_S, POLL_S)
     await asyncio.sleep(plan.silence_before_hangup_ms / 1000)
 
 
+def stamp_of(payload: str) -> tuple[int, int]:
+    """(session, delta number) the fake OpenAI stamped on this agent audio."""
+    return read_stamp(base64.b64decode(payload[:STAMP_BASE64_CHARS]))
+
+
 def session_of(payload: str) -> int:
-    """Which fake OpenAI session made this agent audio (its stamp)."""
-    return read_stamp(base64.b64decode(payload[:STAMP_BASE64_CHARS]))[0]
+    return stamp_of(payload)[0]
 
 
 async def hear_answer(call: FakeTwilioCall, media_before: int, timeout_s: float) -> None:
@@ -152,11 +155,7 @@ async def converse_with_tools(call: FakeTwilioCall, plan: ToolCallPlan) -> None:
 
 def stamps_of(call: FakeTwilioCall) -> list[tuple[int, int, float]]:
     """(session, delta number, received at) for every audio chunk the caller got."""
-    stamps = []
-    for received_at, payload in call.media_received:
-        session, number = read_stamp(base64.b64decode(payload[:STAMP_BASE64_CHARS]))
-        stamps.append((session, number, received_at))
-    return stamps
+    return [(*stamp_of(payload), received_at) for received_at, payload in call.media_received]
 
 
 def describe(call: FakeTwilioCall, app: str) -> dict:
