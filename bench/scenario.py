@@ -22,6 +22,18 @@ TOOL_CALLS_PER_CALL = 3  # in ToolCallPlan
 SLOW_ORDER = "slow"  # the bench tool server answers this order after ToolCallPlan.slow_tool_ms
 
 
+def model_script(plan, replies: list[Reply], transcripts: list[str]) -> RealtimeScript:
+    """What the fake model says and hears, at the plan's latency and audio pace."""
+    return RealtimeScript(
+        replies=replies,
+        caller_transcripts=transcripts,
+        reply_delay_ms=plan.reply_delay_ms,
+        audio_chunk_ms=plan.chunk_ms,
+        audio_speed=plan.audio_speed,
+        api_key=OPENAI_KEY,
+    )
+
+
 @dataclass(frozen=True)
 class CallPlan:
     kind: str = "standard"
@@ -38,8 +50,9 @@ class CallPlan:
     audio_speed: float = 2.0
 
     def script(self) -> RealtimeScript:
-        return RealtimeScript(
-            replies=[
+        return model_script(
+            self,
+            [
                 Reply(text="Hello, you have reached the bench bakery.", audio_ms=self.greeting_ms),
                 Reply(
                     text="We open at eight and close at six every day. " * 3,
@@ -47,11 +60,7 @@ class CallPlan:
                 ),
                 Reply(text="Yes, we deliver within five miles.", audio_ms=self.final_ms),
             ],
-            caller_transcripts=["When do you open?", "Do you deliver?"],
-            reply_delay_ms=self.reply_delay_ms,
-            audio_chunk_ms=self.chunk_ms,
-            audio_speed=self.audio_speed,
-            api_key=OPENAI_KEY,
+            ["When do you open?", "Do you deliver?"],
         )
 
     def to_json(self) -> dict:
@@ -87,18 +96,9 @@ class ToolCallPlan:
     chunk_ms: int = 50
     audio_speed: float = 2.0
 
-    def _script(self, replies: list[Reply], transcripts: list[str]) -> RealtimeScript:
-        return RealtimeScript(
-            replies=replies,
-            caller_transcripts=transcripts,
-            reply_delay_ms=self.reply_delay_ms,
-            audio_chunk_ms=self.chunk_ms,
-            audio_speed=self.audio_speed,
-            api_key=OPENAI_KEY,
-        )
-
     def script(self) -> RealtimeScript:
-        return self._script(
+        return model_script(
+            self,
             [
                 Reply(text="Hello, you have reached the bench bakery.", audio_ms=self.greeting_ms),
                 Reply(function_call=(TOOL_NAME, {"order": SLOW_ORDER})),
@@ -116,7 +116,8 @@ class ToolCallPlan:
 
     def resume_script(self) -> RealtimeScript:
         """For the session the app opens after the drop (it replays the conversation)."""
-        return self._script(
+        return model_script(
+            self,
             [
                 Reply(text="Sorry, as I said, order 2 is ready.", audio_ms=self.resumed_ms),
                 Reply(function_call=(TOOL_NAME, {"order": "3"})),
