@@ -8,4 +8,4 @@ COPY . .
 RUN DEBUG=false SECRET_KEY=build OPENAI_API_KEY=build TWILIO_AUTH_TOKEN=build \
     python manage.py collectstatic --noinput
 EXPOSE 8000
-CMD ["python", "-m", "daphne", "-b", "0.0.0.0", "-p", "8000", "voiceagents.asgi:application"]
+CMD ["python", "-m", "voiceagents.web_server", "-b", "0.0.0.0", "-p", "8000", "voiceagents.asgi:application"]

@@ -133,7 +133,8 @@ class AppProcess:
 
 
 class DaphneProcess(AppProcess):
-    """`daphne voiceagents.asgi:application` (or another ASGI app) on a free loopback
+    """Daphne (through voiceagents.web_server, as in production) serving
+    `voiceagents.asgi:application` (or another ASGI app) on a free loopback
     port, announcing that address as its public base URL unless `env` says otherwise.
     `tls_proxy=True` announces it as `https://` (production settings require that), as if
     a TLS-terminating proxy on the same address forwarded to Daphne's plain http."""
@@ -152,7 +153,7 @@ class DaphneProcess(AppProcess):
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.public_url = f"{'https' if tls_proxy else 'http'}://127.0.0.1:{self.port}"
         super().__init__(
-            ["daphne", "-b", "127.0.0.1", "-p", str(self.port), asgi_app],
+            ["voiceagents.web_server", "-b", "127.0.0.1", "-p", str(self.port), asgi_app],
             {"PUBLIC_BASE_URL": self.public_url, **env},
             log_path,
         )

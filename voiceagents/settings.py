@@ -165,6 +165,11 @@ RATE_LIMITS = {
 }
 # Proxies in front of the app that append to X-Forwarded-For (1 behind one TLS proxy).
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# The largest HTTP request body the web process reads (voiceagents/web_server.py refuses
+# a larger one with 413 before buffering it). Nothing the app accepts comes near it:
+# Twilio's webhooks are a few kilobytes, staff forms and API writes are text.
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
 # Celery: Redis when given, else a filesystem broker so the embedded worker needs no server.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
