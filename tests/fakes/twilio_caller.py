@@ -34,6 +34,7 @@ import binascii
 import contextlib
 import inspect
 import secrets
+import ssl
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -291,8 +292,11 @@ class FakeTwilioCall:
         voice_path: str = "/twilio/voice",
         voice_method: str = "POST",
         shared_key: tuple[str, str] | None = None,
+        tls_trust: ssl.SSLContext | None = None,
     ) -> None:
         """`voice_method`: how the number's voice URL is configured (GET or POST).
+        `tls_trust`: the certificates to trust when the app is reached over https/wss
+        (a test proxy's own authority); the system's by default.
         `shared_key`: (sid, secret) of a webhook SharedKey: every request and the stream
         handshake are then signed with HMAC-SHA256 under that secret and say so in
         X-Twilio-Webhooks-Signature-Settings, as Twilio does once one is configured."""
@@ -307,6 +311,7 @@ class FakeTwilioCall:
         self.stream_sid = random_sid("MZ")
         self.voice_method = voice_method
         self.shared_key = shared_key
+        self.tls_trust = tls_trust
         self._validator = RequestValidator(shared_key[1] if shared_key else auth_token)
 
         # The webhook and its TwiML.
@@ -473,7 +478,9 @@ class FakeTwilioCall:
                 else self.sign(signed_url, {} if method == "GET" else params)
             ),
         }
-        async with httpx.AsyncClient(trust_env=False, timeout=WEBHOOK_TIMEOUT_S) as http:
+        async with httpx.AsyncClient(
+            trust_env=False, timeout=WEBHOOK_TIMEOUT_S, verify=self.tls_trust or True
+        ) as http:
             if method == "GET":
                 return await http.get(app_url, headers=headers)
             return await http.post(app_url, data=params, headers=headers)
@@ -597,6 +604,7 @@ class FakeTwilioCall:
                 ping_interval=None,
                 proxy=None,
                 open_timeout=10,
+                ssl=self.tls_trust if app.scheme == "https" else None,
             )
         except (InvalidHandshake, OSError, TimeoutError) as exc:
             status = exc.response.status_code if isinstance(exc, InvalidStatus) else None
