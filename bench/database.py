@@ -38,6 +38,7 @@ def setup_django(database_url: str, var_dir: Path) -> None:
             "DATABASE_URL": database_url,
             "VAR_DIR": str(var_dir),
             "SECRET_KEY": SECRET_KEY,
+            "DEBUG": "true",  # as the figures were measured; the settings default is false
         }
     )
     import django

@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceagents.settings")
+    os.environ.setdefault("DEBUG", "true")  # development secrets: nothing here is deployed
     os.environ["LOG_LEVEL"] = "WARNING"
     use_database(args.sqlite)
     import django

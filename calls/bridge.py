@@ -33,6 +33,7 @@ from calls.outcomes import USAGE_FIELDS, CompletionReason
 from voiceagents.realtime import (
     TELEPHONE_AUDIO_FORMAT,
     AgentConfig,
+    ToolConfig,
     greeting_event,
     session_update_event,
     with_agent_instructions,
@@ -107,6 +108,7 @@ class RunTool:
     name: str
     arguments: str
     url: str
+    tool: ToolConfig | None = field(default=None, compare=False, repr=False)  # its headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -584,7 +586,7 @@ class CallBridge:
             self.hangup_after_playback = True
             self.hangup_requested_in = response_id
             return actions + self.on_tool_result(call_id, END_CALL_TOOL_OUTPUT)
-        return [*actions, RunTool(call_id, name, arguments, tool.url)]
+        return [*actions, RunTool(call_id, name, arguments, tool.url, tool)]
 
     def on_tool_result(self, call_id: str, output: str) -> list[Action]:
         """A tool finished: hand its output to the model, and ask for the next response

@@ -35,7 +35,7 @@ from calls.views import call_group
 from calls.webhooks import stream_url
 from voiceagents import realtime
 from voiceagents.log_context import current_call_sid
-from voiceagents.tools import run_http_tool, shared_http_client
+from voiceagents.tools import run_http_tool, shared_http_client, tool_error
 
 log = logging.getLogger(__name__)
 
@@ -321,9 +321,22 @@ class MediaStreamConsumer(AsyncConsumer):
 
     async def _run_tool(self, action: RunTool) -> None:
         assert self.bridge is not None
-        output = await run_http_tool(
-            shared_http_client(), action.url, action.name, action.arguments, self.bridge.call_sid
-        )
+        tool = action.tool
+        if tool is not None and tool.unreadable:
+            log.error(
+                "call %s: tool %s not run: %s", self.bridge.call_sid, action.name, tool.unreadable
+            )
+            output = tool_error("the tool's stored credentials cannot be read")
+        else:
+            output = await run_http_tool(
+                shared_http_client(),
+                action.url,
+                action.name,
+                action.arguments,
+                self.bridge.call_sid,
+                headers=tool.headers if tool else (),
+                signing_secret=tool.signing_secret if tool else "",
+            )
         await self._guarded(self.bridge.on_tool_result, action.call_id, output)
 
     async def _wait_for_transcripts(self, bridge: CallBridge) -> None:

@@ -88,18 +88,20 @@ PRINT_SETTINGS = textwrap.dedent(
 )
 
 
-def run_settings(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+def run_settings(tmp_path: Path, **env: str | None) -> subprocess.CompletedProcess:
+    """Settings in a fresh interpreter with `env` (DEBUG=true, as scripts/run sets it,
+    unless `env` says otherwise; a None value leaves the variable unset)."""
     clean = {k: v for k, v in os.environ.items() if k not in SETTINGS_VARIABLES}
+    given = {
+        "DJANGO_SETTINGS_MODULE": "voiceagents.settings",
+        "VAR_DIR": str(tmp_path),
+        "PUBLIC_BASE_URL": "https://voice.example.com",
+        "DEBUG": "true",
+    } | env
     return subprocess.run(
         [sys.executable, "-c", PRINT_SETTINGS],
         cwd=ROOT,
-        env=clean
-        | {
-            "DJANGO_SETTINGS_MODULE": "voiceagents.settings",
-            "VAR_DIR": str(tmp_path),
-            "PUBLIC_BASE_URL": "https://voice.example.com",
-        }
-        | env,
+        env=clean | {k: v for k, v in given.items() if v is not None},
         capture_output=True,
         text=True,
         timeout=60,
@@ -123,6 +125,16 @@ def test_embedded_defaults(tmp_path):
     assert (tmp_path / "celery-broker").is_dir()
     # Celery's broadcast queues go under var/ too, not into whatever directory it runs in.
     assert values["CELERY_BROKER_TRANSPORT_OPTIONS"]["control_folder"].startswith(str(tmp_path))
+
+
+def test_debug_is_off_unless_set(tmp_path):
+    refused = run_settings(tmp_path, DEBUG=None)
+    production = loaded(run_settings(tmp_path, DEBUG=None, **PRODUCTION_SECRETS))
+
+    assert refused.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG=false" in refused.stderr
+    assert "set DEBUG=true" in refused.stderr  # how to get the development defaults
+    assert production["DEBUG"] is False
 
 
 def test_recordings_are_local_files_under_var_with_no_public_url(tmp_path):
@@ -200,7 +212,11 @@ def test_debug_mode_warns_about_a_public_base_url_that_is_not_https(tmp_path):
         [sys.executable, "manage.py", "check"],
         cwd=ROOT,
         env={k: v for k, v in os.environ.items() if k not in SETTINGS_VARIABLES}
-        | {"VAR_DIR": str(tmp_path), "PUBLIC_BASE_URL": "http://voice.example.com"},
+        | {
+            "VAR_DIR": str(tmp_path),
+            "PUBLIC_BASE_URL": "http://voice.example.com",
+            "DEBUG": "true",
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -443,3 +459,10 @@ def test_a_tool_egress_exception_that_is_not_a_network_is_a_clear_error(tmp_path
 
     assert result.returncode != 0
     assert "TOOL_EGRESS_ALLOW: 'intranet' is not an address or network" in result.stderr
+
+
+def test_a_secrets_encryption_key_that_is_not_a_fernet_key_is_refused(tmp_path):
+    result = run_settings(tmp_path, SECRETS_ENCRYPTION_KEYS="not-a-key")
+
+    assert result.returncode != 0
+    assert "SECRETS_ENCRYPTION_KEYS: each key must be a Fernet key" in result.stderr

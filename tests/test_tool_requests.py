@@ -1,5 +1,6 @@
-"""An agent's HTTP tool request: one deadline for the whole reply and a cap on its size;
-past either the model gets an error output (the call goes on)."""
+"""An agent's HTTP tool request: the tool's stored headers and an HMAC signature the
+receiver can check; one deadline for the whole reply and a cap on its size, past either
+of which the model gets an error output (the call goes on)."""
 
 import threading
 import time
@@ -9,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from voiceagents import signing
 from voiceagents.tools import run_http_tool
 
 
@@ -19,11 +21,13 @@ class ReplyServer:
     def __init__(self, mode: str) -> None:
         stop = self.stop = threading.Event()
         hosts = self.hosts = []  # the Host header of every request
+        requests = self.requests = []  # (headers, body) of every request
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
+                body = self.rfile.read(int(self.headers["Content-Length"]))
                 hosts.append(self.headers["Host"])
+                requests.append((self.headers, body))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 if mode == "ok":
@@ -65,10 +69,10 @@ def reply_server(request):
     server.close()
 
 
-async def call_tool(url: str) -> tuple[dict | str, float]:
+async def call_tool(url: str, **options) -> tuple[dict | str, float]:
     began = time.monotonic()
     async with httpx.AsyncClient(timeout=5) as client:
-        output = await run_http_tool(client, url, "lookup", '{"order": 7}', "CA1")
+        output = await run_http_tool(client, url, "lookup", '{"order": 7}', "CA1", **options)
     elapsed = time.monotonic() - began
     try:
         return orjson.loads(output), elapsed
@@ -95,3 +99,41 @@ async def test_a_reply_over_the_size_cap_is_refused(reply_server, settings):
 async def test_a_normal_reply_is_handed_back(reply_server):
     output, _ = await call_tool(reply_server.url)
     assert output == {"status": "shipped"}
+
+
+@pytest.mark.parametrize("reply_server", ["ok"], indirect=True)
+async def test_the_request_carries_the_stored_headers_and_a_signature_the_receiver_verifies(
+    reply_server,
+):
+    secret = signing.new_secret()
+    output, _ = await call_tool(
+        reply_server.url,
+        headers=(("Authorization", "Bearer s3cret"), ("X-Api-Key", "k-1")),
+        signing_secret=secret,
+    )
+
+    assert output == {"status": "shipped"}
+    ((headers, body),) = reply_server.requests
+    assert headers["Authorization"] == "Bearer s3cret"
+    assert headers["X-Api-Key"] == "k-1"
+    assert headers["Content-Type"] == "application/json"
+    assert orjson.loads(body) == {"tool": "lookup", "call_sid": "CA1", "arguments": {"order": 7}}
+    timestamp, signature = headers["X-Voiceagents-Timestamp"], headers["X-Voiceagents-Signature"]
+    assert signing.verify(secret, body, timestamp, signature)
+    assert not signing.verify("whsec_other", body, timestamp, signature)
+    assert not signing.verify(secret, body + b" ", timestamp, signature)
+
+
+@pytest.mark.parametrize("reply_server", ["ok"], indirect=True)
+async def test_a_stored_header_cannot_replace_the_apps_own(reply_server):
+    await call_tool(
+        reply_server.url,
+        headers=(("Content-Type", "text/plain"), ("X-Voiceagents-Signature", "v1=forged")),
+        signing_secret="whsec_real",
+    )
+
+    ((headers, body),) = reply_server.requests
+    assert headers.get_all("Content-Type") == ["application/json"]
+    assert headers.get_all("X-Voiceagents-Signature") == [
+        signing.sign("whsec_real", int(headers["X-Voiceagents-Timestamp"]), body)
+    ]

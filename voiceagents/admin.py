@@ -1,7 +1,8 @@
+from django import forms
 from django.contrib import admin, messages
 from django.db import models
 
-from voiceagents.models import Agent, ApiToken, Tool
+from voiceagents.models import Agent, ApiToken, Tool, ToolHeader
 
 
 @admin.register(Agent)
@@ -60,10 +61,51 @@ class AgentAdmin(admin.ModelAdmin):
     ]
 
 
+class ToolHeaderForm(forms.ModelForm):
+    """A header's value is write-only: stored encrypted, never put back in a page."""
+
+    value = forms.CharField(
+        required=False,
+        strip=False,
+        max_length=4000,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Stored encrypted and never shown again; leave blank to keep the stored value.",
+    )
+
+    class Meta:
+        model = ToolHeader
+        fields = ["name"]
+
+    def clean_value(self) -> str:
+        value = self.cleaned_data["value"]
+        if any(ord(c) < 32 or ord(c) == 127 for c in value.replace("\t", "")):
+            raise forms.ValidationError(
+                "A header value cannot hold line breaks or control characters."
+            )
+        if not value and not self.instance.sealed_value:
+            raise forms.ValidationError("Enter the header's value.")
+        return value
+
+    def save(self, commit=True):
+        if self.cleaned_data["value"]:
+            self.instance.set_value(self.cleaned_data["value"])
+        return super().save(commit)
+
+
+class ToolHeaderInline(admin.TabularInline):
+    model = ToolHeader
+    form = ToolHeaderForm
+    extra = 1
+    verbose_name_plural = "Headers sent with every request (credentials go here, not in the URL)"
+
+
 @admin.register(Tool)
 class ToolAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "url"]
     search_fields = ["name", "description"]
+    fields = ["name", "kind", "description", "parameters", "url", "signing_secret"]
+    readonly_fields = ["signing_secret"]
+    inlines = [ToolHeaderInline]
     # Tool endpoints are web services: a bare host means https, as Django 6 will assume.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 

@@ -9,7 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from voiceagents import egress
+from voiceagents import egress, secret_box, signing
 from voiceagents.model_catalog import (
     DEFAULT_REALTIME_MODEL,
     LIVE_TRANSCRIPTION_CHOICES,
@@ -19,6 +19,7 @@ from voiceagents.model_catalog import (
     realtime_model,
 )
 from voiceagents.tool_schema import schema_problem, url_secret_problem
+from voiceagents.tools import APP_SET_HEADERS
 
 
 class Voice(models.TextChoices):
@@ -77,12 +78,24 @@ class Tool(models.Model):
     )
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.HTTP)
     url = models.URLField(blank=True, help_text="For HTTP tools: where the arguments are POSTed.")
+    signing_secret = models.CharField(
+        max_length=80,
+        blank=True,
+        editable=False,
+        help_text="Every request of this tool is signed with it (X-Voiceagents-Signature: "
+        'v1=HMAC-SHA256 of "<X-Voiceagents-Timestamp>.<body>"); give it to the receiver.',
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        if not self.signing_secret:
+            self.signing_secret = signing.new_secret()
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         errors = {}
@@ -110,6 +123,40 @@ class Tool(models.Model):
             "description": self.description,
             "parameters": self.parameters or {"type": "object", "properties": {}},
         }
+
+
+HEADER_NAME_PATTERN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")  # an HTTP token
+
+
+class ToolHeader(models.Model):
+    """A header sent with every request of an HTTP tool, typically a credential
+    (Authorization: Bearer …). The value is stored encrypted (voiceagents/secret_box.py)
+    and never shown again once saved."""
+
+    tool = models.ForeignKey(Tool, on_delete=models.CASCADE, related_name="headers")
+    name = models.CharField(max_length=100, help_text="e.g. Authorization or X-Api-Key")
+    sealed_value = models.TextField(editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tool", "name"], name="one_header_of_a_name_per_tool")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not HEADER_NAME_PATTERN.match(self.name or ""):
+            raise ValidationError({"name": "Use a header name: letters, digits and - only."})
+        if self.name.lower() in APP_SET_HEADERS:
+            raise ValidationError({"name": f"{self.name} is set by the app itself."})
+
+    def set_value(self, value: str) -> None:
+        self.sealed_value = secret_box.seal(value)
+
+    def value(self) -> str:
+        return secret_box.unseal(self.sealed_value)
 
 
 class Agent(models.Model):
@@ -236,7 +283,7 @@ class Agent(models.Model):
 
     def save(self, *args, **kwargs):
         if self.completion_webhook_url and not self.completion_webhook_secret:
-            self.completion_webhook_secret = "whsec_" + secrets.token_urlsafe(32)
+            self.completion_webhook_secret = signing.new_secret()
         super().save(*args, **kwargs)
 
     def clean(self) -> None:

@@ -22,6 +22,29 @@ class ToolConfig:
     kind: str  # voiceagents.models.Tool.Kind
     definition: dict
     url: str = ""
+    # HTTP tools: the stored headers, decrypted for this call, and the signing secret.
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    signing_secret: str = field(default="", repr=False)
+    unreadable: str = ""  # why the stored headers could not be decrypted, if they could not
+
+    @classmethod
+    def from_tool(cls, tool) -> "ToolConfig":
+        from voiceagents.secret_box import SecretUnreadable
+
+        try:
+            headers = tuple((h.name, h.value()) for h in tool.headers.all())
+            unreadable = ""
+        except SecretUnreadable as exc:
+            headers, unreadable = (), str(exc)
+        return cls(
+            name=tool.name,
+            kind=tool.kind,
+            definition=tool.realtime_definition(),
+            url=tool.url,
+            headers=headers,
+            signing_secret=tool.signing_secret,
+            unreadable=unreadable,
+        )
 
 
 @dataclass(frozen=True)
@@ -49,10 +72,7 @@ class AgentConfig:
 
     @classmethod
     def from_agent(cls, agent) -> "AgentConfig":
-        tools = tuple(
-            ToolConfig(name=t.name, kind=t.kind, definition=t.realtime_definition(), url=t.url)
-            for t in agent.tools.all()
-        )
+        tools = tuple(ToolConfig.from_tool(t) for t in agent.tools.prefetch_related("headers"))
         return cls(
             name=agent.name,
             model=agent.model,

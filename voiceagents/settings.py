@@ -5,6 +5,7 @@ Celery broker, with development secrets. With DEBUG=false every secret must be g
 start-up fails with a message naming the missing variable.
 """
 
+import base64
 import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,7 +19,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env("VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless asked for: a deployment that forgets it gets production behaviour (secrets
+# required, no debug pages), not a debug server. scripts/run and the tests turn it on.
+DEBUG = env_bool("DEBUG", False)
 DEV_SECRET = "dev-insecure-only"
 
 
@@ -28,7 +31,10 @@ def secret(name: str) -> str:
     if value:
         return value
     if not DEBUG:
-        raise ImproperlyConfigured(f"{name} must be set when DEBUG=false")
+        raise ImproperlyConfigured(
+            f"{name} must be set when DEBUG=false (DEBUG is false unless set; for development "
+            "use scripts/run, or set DEBUG=true as it does)"
+        )
     return f"{DEV_SECRET}-{name.lower()}"
 
 
@@ -311,6 +317,21 @@ HTTP_TOOL_TIMEOUT_S = env_float("HTTP_TOOL_TIMEOUT_S", 10.0)  # the whole reques
 HTTP_TOOL_MAX_REPLY_BYTES = env_int("HTTP_TOOL_MAX_REPLY_BYTES", 256 * 1024)
 # Agent tools may not reach loopback, private, link-local… addresses except these
 # (comma-separated addresses or networks, e.g. "10.0.5.0/24"); see voiceagents/egress.py.
+# Fernet keys that encrypt stored tool header values (voiceagents/secret_box.py): the
+# first encrypts, all decrypt. Unset: a key derived from SECRET_KEY.
+SECRETS_ENCRYPTION_KEYS = [
+    k.strip() for k in env("SECRETS_ENCRYPTION_KEYS", "").split(",") if k.strip()
+]
+for _key in SECRETS_ENCRYPTION_KEYS:
+    try:
+        if len(base64.urlsafe_b64decode(_key)) != 32:
+            raise ValueError
+    except ValueError:
+        raise ImproperlyConfigured(
+            "SECRETS_ENCRYPTION_KEYS: each key must be a Fernet key (32 bytes, url-safe "
+            "base64); make one with: python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'"
+        ) from None
 TOOL_EGRESS_ALLOW = [n.strip() for n in env("TOOL_EGRESS_ALLOW", "").split(",") if n.strip()]
 for _network in TOOL_EGRESS_ALLOW:
     try:

@@ -1,4 +1,5 @@
-"""Running an agent's HTTP tool: POST the model's arguments, hand back the reply body."""
+"""Running an agent's HTTP tool: POST the model's arguments, signed (voiceagents/signing.py)
+and with the tool's stored headers, and hand back the reply body."""
 
 import asyncio
 import contextlib
@@ -9,6 +10,7 @@ import orjson
 from django.conf import settings
 
 from voiceagents import egress
+from voiceagents.signing import signature_headers
 
 log = logging.getLogger(__name__)
 MAX_TOOL_OUTPUT_CHARS = 8000
@@ -18,6 +20,18 @@ MAX_TOOL_OUTPUT_CHARS = 8000
 # costs no stall (bench/tool_client.py measures it).
 _clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 _TLS_CONTEXT = httpx.create_ssl_context()
+# Headers the app sets on a tool request itself: a tool's stored header never replaces one.
+APP_SET_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "x-voiceagents-timestamp",
+        "x-voiceagents-signature",
+    }
+)
 
 
 def shared_http_client() -> httpx.AsyncClient:
@@ -35,7 +49,14 @@ def shared_http_client() -> httpx.AsyncClient:
 
 
 async def run_http_tool(
-    client: httpx.AsyncClient, url: str, name: str, arguments: str, call_sid: str
+    client: httpx.AsyncClient,
+    url: str,
+    name: str,
+    arguments: str,
+    call_sid: str,
+    *,
+    headers: tuple[tuple[str, str], ...] = (),
+    signing_secret: str = "",
 ) -> str:
     """Always returns a string for the model: the body on success, a JSON error otherwise,
     so the agent can tell the caller something went wrong instead of going silent.
@@ -46,21 +67,26 @@ async def run_http_tool(
     try:
         args = orjson.loads(arguments or "{}")
     except orjson.JSONDecodeError:
-        return _error("arguments were not valid JSON")
+        return tool_error("arguments were not valid JSON")
     deadline_s, max_bytes = settings.HTTP_TOOL_TIMEOUT_S, settings.HTTP_TOOL_MAX_REPLY_BYTES
-    body = {"tool": name, "call_sid": call_sid, "arguments": args}
+    body = orjson.dumps({"tool": name, "call_sid": call_sid, "arguments": args})
     try:
         async with asyncio.timeout(deadline_s):
             address, problem = await egress.checked_address(url)
             if problem is not None:
                 log.warning("call %s: tool %s refused: %s", call_sid, name, problem)
-                return _error(f"tool not reachable: {problem}")
+                return tool_error(f"tool not reachable: {problem}")
             pinned = httpx.URL(url)
             request = client.build_request(
                 "POST",
                 pinned.copy_with(host=address),  # the address just checked, not a new lookup
-                json=body,
-                headers={"Host": pinned.netloc.decode("ascii")},
+                content=body,
+                headers=[
+                    *((k, v) for k, v in headers if k.lower() not in APP_SET_HEADERS),
+                    ("Host", pinned.netloc.decode("ascii")),
+                    ("Content-Type", "application/json"),
+                    *(signature_headers(signing_secret, body).items() if signing_secret else ()),
+                ],
                 extensions={"sni_hostname": pinned.host},
             )
             async with contextlib.aclosing(await client.send(request, stream=True)) as response:
@@ -68,7 +94,7 @@ async def run_http_tool(
                     log.warning(
                         "call %s: tool %s answered HTTP %s", call_sid, name, response.status_code
                     )
-                    return _error(f"tool answered HTTP {response.status_code}")
+                    return tool_error(f"tool answered HTTP {response.status_code}")
                 reply = bytearray()
                 async for chunk in response.aiter_bytes():
                     reply += chunk
@@ -76,15 +102,15 @@ async def run_http_tool(
                         log.warning(
                             "call %s: tool %s replied over %d bytes", call_sid, name, max_bytes
                         )
-                        return _error(f"tool reply larger than {max_bytes} bytes")
+                        return tool_error(f"tool reply larger than {max_bytes} bytes")
     except TimeoutError:
         log.warning("call %s: tool %s took over %g s", call_sid, name, deadline_s)
-        return _error(f"tool did not answer within {deadline_s:g} s")
+        return tool_error(f"tool did not answer within {deadline_s:g} s")
     except httpx.HTTPError as exc:
         log.warning("call %s: tool %s failed: %r", call_sid, name, exc)
-        return _error(f"tool unavailable: {type(exc).__name__}")
+        return tool_error(f"tool unavailable: {type(exc).__name__}")
     return reply.decode("utf-8", errors="replace")[:MAX_TOOL_OUTPUT_CHARS]
 
 
-def _error(message: str) -> str:
+def tool_error(message: str) -> str:
     return orjson.dumps({"error": message}).decode()

@@ -13,7 +13,8 @@ from channels.db import database_sync_to_async
 from tests.fakes.realtime_server import Reply
 from tests.integration.conftest import load_call, script, spoken, wait_for_end, wait_for_turns
 from tests.live import free_port
-from voiceagents.models import Tool
+from voiceagents import signing
+from voiceagents.models import Tool, ToolHeader
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,16 +32,16 @@ class ToolServer:
         self, status: int = 200, body: bytes = TOOL_REPLY, gate: threading.Event | None = None
     ) -> None:
         self.requests: list[tuple[str, dict, dict]] = []
+        self.raw_bodies: list[bytes] = []
         self.requested = threading.Event()
         self.gate = gate
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                owner.requests.append(
-                    (self.path, dict(self.headers), orjson.loads(self.rfile.read(length)))
-                )
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                owner.raw_bodies.append(raw)
+                owner.requests.append((self.path, dict(self.headers), orjson.loads(raw)))
                 owner.requested.set()
                 if owner.gate is not None:
                     owner.gate.wait(10)
@@ -73,7 +74,7 @@ def tool_server():
 
 
 @database_sync_to_async
-def add_lookup_tool(agent, url: str) -> None:
+def add_lookup_tool(agent, url: str, headers: dict[str, str] | None = None) -> Tool:
     tool = Tool.objects.create(
         name="lookup_order",
         description="Look up an order by its number.",
@@ -81,7 +82,12 @@ def add_lookup_tool(agent, url: str) -> None:
         url=url,
         parameters={"type": "object", "properties": {"order": {"type": "string"}}},
     )
+    for name, value in (headers or {}).items():
+        header = ToolHeader(tool=tool, name=name)
+        header.set_value(value)
+        header.save()
     agent.tools.add(tool)
+    return tool
 
 
 def tool_script():
@@ -126,13 +132,21 @@ async def call_using_the_tool(realtime, caller_for):
 
 
 async def test_http_tool_round_trip(agent, realtime, caller_for, tool_server):
-    await add_lookup_tool(agent, tool_server.url)
+    tool = await add_lookup_tool(agent, tool_server.url, {"Authorization": "Bearer t-42"})
 
     call, turns, output = await call_using_the_tool(realtime, caller_for)
 
     ((path, headers, body),) = tool_server.requests
     assert path == "/orders/lookup"
     assert headers["Content-Type"] == "application/json"
+    assert headers["Authorization"] == "Bearer t-42"  # stored encrypted, sent decrypted
+    (raw,) = tool_server.raw_bodies
+    assert signing.verify(
+        tool.signing_secret,
+        raw,
+        headers["X-Voiceagents-Timestamp"],
+        headers["X-Voiceagents-Signature"],
+    )
     assert body == {
         "tool": "lookup_order",
         "call_sid": call.call_sid,

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 
-from transcripts.completion_webhook import verify
+from voiceagents.signing import verify
 
 
 class WebhookReceiver:
