@@ -1,6 +1,7 @@
 """Phone numbers, calls and the live transcript (turns)."""
 
 from django.db import models
+from django.urls import reverse
 from django.utils import timezone
 
 from calls.outcomes import FAULT_REASONS, USAGE_FIELDS, CompletionReason
@@ -78,6 +79,10 @@ class Call(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sid} {self.from_number} → {self.to_number}"
+
+    def get_absolute_url(self) -> str:
+        """The call's staff page (the admin's "View on site" leads there)."""
+        return reverse("call-detail", args=[self.sid])
 
     @property
     def ended_with_fault(self) -> bool:
