@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from calls.outcomes import FAULT_REASONS, USAGE_FIELDS, CompletionReason
-from voiceagents.models import Agent
+from voiceagents.models import Agent, AgentVersion
 
 
 class PhoneNumber(models.Model):
@@ -42,6 +42,10 @@ class Call(models.Model):
     to_number = models.CharField(max_length=255, blank=True)
     agent = models.ForeignKey(
         Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    # The agent's settings this call ran with (a later change makes a new version).
+    agent_version = models.ForeignKey(
+        AgentVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.RINGING)
     stream_sid = models.CharField(max_length=64, blank=True)

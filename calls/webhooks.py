@@ -43,7 +43,7 @@ def incoming_call(request: HttpRequest) -> HttpResponse:
     current_call_sid.set(call_sid)
     phone = PhoneNumber.objects.select_related("agent").filter(number=to_number).first()
     response = VoiceResponse()
-    if phone is None:
+    if phone is None or phone.agent.archived_at is not None:
         log.warning("call %s to unknown number %s: declined", call_sid, to_number)
         response.say(settings.UNKNOWN_NUMBER_TEXT)
         response.hangup()
@@ -58,6 +58,7 @@ def incoming_call(request: HttpRequest) -> HttpResponse:
             "from_number": form.cleaned_data["From"],
             "to_number": to_number,
             "agent": phone.agent,
+            "agent_version": phone.agent.current_version,
             "recording_requested": phone.agent.record_calls,
         },
     )

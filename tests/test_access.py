@@ -17,6 +17,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from tests.factories import make_number
 from tests.test_review_pages import SID, STAFF_URLS, reviewed_call  # noqa: F401 - a fixture
 from voiceagents.models import ApiToken, Tool
+from voiceagents.versions import record_version
 
 pytestmark = pytest.mark.django_db
 
@@ -56,6 +57,20 @@ OTHER_URLS = {
     "twilio-recording": ("post", "/twilio/recording", by_role(403, 403, 403, 403)),
     "api-calls": ("get", "/api/calls/", by_role(401, 401, 401, 401)),
     "api-call": ("get", f"/api/calls/{SID}/", by_role(401, 401, 401, 401)),
+    # The console: home for any staff member (each part checks its own permission), the
+    # agent pages with Django's agent permissions (test_agent_pages.py goes through them).
+    "home": ("get", "/", by_role(LOGIN, LOGIN, 200, 200)),
+    "agent-list": ("get", "/agents/", STAFF_PAGE),
+    "agent-create": ("get", "/agents/new", STAFF_PAGE),
+    "agent-detail": ("get", "/agents/{agent_pk}/", STAFF_PAGE),
+    "agent-edit": ("get", "/agents/{agent_pk}/edit", STAFF_PAGE),
+    "agent-duplicate": ("post", "/agents/{agent_pk}/duplicate", STAFF_PAGE | {"superuser": 302}),
+    "agent-archive": ("post", "/agents/{agent_pk}/archive", STAFF_PAGE | {"superuser": 302}),
+    "agent-restore-version": (
+        "post",
+        "/agents/{agent_pk}/versions/1/restore",
+        STAFF_PAGE | {"superuser": 302},
+    ),
     "admin:index": ("get", "/admin/", by_role(LOGIN, LOGIN, 200, 200)),
     # The form itself; staff already logged in are sent on to the index.
     "admin:login": ("get", "/admin/login/", by_role(200, 200, 302, 302)),
@@ -143,7 +158,9 @@ def table(every_model_has_a_row, reviewed_call):  # noqa: F811
         "call_type": ContentType.objects.get_for_model(type(reviewed_call)).pk,
         "call_pk": reviewed_call.pk,
         "user_pk": every_model_has_a_row[get_user_model()].pk,
+        "agent_pk": reviewed_call.agent.pk,
     }
+    record_version(reviewed_call.agent)  # version 1, to restore
     other = {
         name: (method, path.format(**ids), expected)
         for name, (method, path, expected) in OTHER_URLS.items()

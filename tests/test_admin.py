@@ -74,11 +74,11 @@ def test_admin_index_lists_the_models(staff_client):
         assert f"/admin/{model}/" in content
 
 
-def test_view_site_leads_to_the_call_pages(staff_client):
+def test_view_site_leads_to_the_console(staff_client):
     content = staff_client.get("/admin/").content.decode()
 
-    assert '<a href="/calls/">View site</a>' in content
-    assert staff_client.get("/calls/").status_code == 200
+    assert '<a href="/">View site</a>' in content
+    assert staff_client.get("/").status_code == 200
 
 
 def form_defaults(response) -> dict:

@@ -335,6 +335,7 @@ def test_session_update_for_server_vad_agent_without_tools():
         interrupt_response=False,
         noise_reduction="far_field",
         input_transcription_model="gpt-4o-mini-transcribe",
+        end_call_enabled=False,
     )
 
     assert session_update_event(AgentConfig.from_agent(agent)) == {
@@ -377,8 +378,7 @@ def test_session_update_defaults_of_a_new_agent():
     assert session["audio"]["input"]["noise_reduction"] == {"type": "near_field"}
     assert session["audio"]["input"]["transcription"] == {"model": "gpt-4o-transcribe"}
     assert session["audio"]["input"]["turn_detection"]["type"] == "server_vad"
-    assert "tools" not in session
-    assert "tool_choice" not in session
+    assert [t["name"] for t in session["tools"]] == ["end_call"]  # it can hang up by default
 
 
 @pytest.mark.django_db
@@ -466,3 +466,24 @@ def test_a_secrets_encryption_key_that_is_not_a_fernet_key_is_refused(tmp_path):
 
     assert result.returncode != 0
     assert "SECRETS_ENCRYPTION_KEYS: each key must be a Fernet key" in result.stderr
+
+
+@pytest.mark.django_db
+def test_a_new_agent_can_hang_up_without_any_tool_attached():
+    config = AgentConfig.from_agent(make_agent())
+
+    (end_call,) = config.tools
+    assert (end_call.name, end_call.kind) == ("end_call", "end_call")
+    assert session_update_event(config)["session"]["tools"] == [end_call.definition]
+
+
+@pytest.mark.django_db
+def test_the_hang_up_switch_governs_an_attached_end_call_tool():
+    worded = make_tool(name="say_bye", kind="end_call", url="", description="Hang up politely.")
+    lookup = make_tool()
+
+    on = AgentConfig.from_agent(make_agent(tools=[worded, lookup]))
+    off = AgentConfig.from_agent(make_agent(tools=[worded, lookup], end_call_enabled=False))
+
+    assert [t.name for t in on.tools] == ["lookup_order", "say_bye"]  # no second end_call
+    assert [t.name for t in off.tools] == ["lookup_order"]

@@ -112,7 +112,7 @@ def test_a_call_gets_the_decrypted_headers_and_the_signing_secret():
     header.save()
     agent = make_agent(tools=[tool])
 
-    (config,) = AgentConfig.from_agent(agent).tools
+    config = AgentConfig.from_agent(agent).tool(tool.name)
 
     assert config.headers == (("Authorization", SECRET_VALUE),)
     assert config.signing_secret == tool.signing_secret
@@ -127,7 +127,7 @@ def test_a_header_no_key_can_read_makes_the_tool_report_it_instead_of_sending_no
     header.save()
     settings.SECRETS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the old key is gone
 
-    (config,) = AgentConfig.from_agent(make_agent(tools=[tool])).tools
+    config = AgentConfig.from_agent(make_agent(tools=[tool])).tool(tool.name)
 
     assert config.headers == ()
     assert "cannot be decrypted" in config.unreadable

@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.db import models
 
 from voiceagents.models import Agent, ApiToken, Tool, ToolHeader
+from voiceagents.versions import record_version
 
 
 @admin.register(Agent)
@@ -41,7 +42,7 @@ class AgentAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Tools", {"fields": ["tools"]}),
+        ("Tools", {"fields": ["end_call_enabled", "tools"]}),
         (
             "After the call",
             {
@@ -59,6 +60,10 @@ class AgentAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)  # the tools are set here
+        record_version(form.instance, request.user)
 
 
 class ToolHeaderForm(forms.ModelForm):

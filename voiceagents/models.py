@@ -238,6 +238,12 @@ class Agent(models.Model):
         default=1.0, validators=[MinValueValidator(0.25), MaxValueValidator(1.5)]
     )
     tools = models.ManyToManyField(Tool, blank=True, related_name="agents")
+    end_call_enabled = models.BooleanField(
+        "can hang up",
+        default=True,
+        help_text="The agent may end the call itself (the built-in end_call tool) once the "
+        "caller is done, after saying goodbye.",
+    )
 
     # --- After hangup.
     record_calls = models.BooleanField(
@@ -274,6 +280,9 @@ class Agent(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    archived_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Archived agents take no calls."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -285,6 +294,11 @@ class Agent(models.Model):
         if self.completion_webhook_url and not self.completion_webhook_secret:
             self.completion_webhook_secret = signing.new_secret()
         super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("agent-detail", args=[self.pk])
 
     def clean(self) -> None:
         from transcripts.outcome_schema import outcome_schema_errors
@@ -315,11 +329,40 @@ class Agent(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    @property
+    def current_version(self) -> "AgentVersion | None":
+        return self.versions.order_by("-number").first()
+
     def transcription_keywords(self) -> list[str]:
         return [k.strip() for k in self.input_transcription_keywords.splitlines() if k.strip()]
 
     def transcription_languages(self) -> list[str]:
         return [c.strip() for c in self.input_transcription_languages.split(",") if c.strip()]
+
+
+class AgentVersion(models.Model):
+    """An agent as it was after one change: every setting and its tools, who changed it,
+    when, and what changed from the version before. Each call records the version it ran
+    with; a version can be restored (which makes a new version)."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.CharField(max_length=200, blank=True)  # e.g. "restored version 3"
+    settings = models.JSONField()  # voiceagents.versions.snapshot()
+    changes = models.JSONField(default=dict)  # field: [before, after]
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "number"], name="one_version_number_per_agent")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent} v{self.number}"
 
 
 def hash_token(raw_token: str) -> str:

@@ -47,6 +47,19 @@ class ToolConfig:
         )
 
 
+BUILTIN_END_CALL = ToolConfig(
+    name="end_call",
+    kind="end_call",
+    definition={
+        "type": "function",
+        "name": "end_call",
+        "description": "Hang up the phone. Use it once the caller has nothing more to ask "
+        "and you have said goodbye; the call ends after your goodbye has played.",
+        "parameters": {"type": "object", "properties": {}},
+    },
+)
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     name: str
@@ -72,7 +85,14 @@ class AgentConfig:
 
     @classmethod
     def from_agent(cls, agent) -> "AgentConfig":
-        tools = tuple(ToolConfig.from_tool(t) for t in agent.tools.prefetch_related("headers"))
+        tools = [ToolConfig.from_tool(t) for t in agent.tools.prefetch_related("headers")]
+        # The "can hang up" switch governs ending the call: an attached end_call tool only
+        # words it differently, and without the switch none is offered.
+        hang_up_tools = [t for t in tools if t.kind == "end_call"]
+        tools = [t for t in tools if t.kind != "end_call"]
+        if agent.end_call_enabled:
+            taken = {t.name for t in tools}
+            tools += hang_up_tools or ([BUILTIN_END_CALL] if "end_call" not in taken else [])
         return cls(
             name=agent.name,
             model=agent.model,
@@ -90,7 +110,7 @@ class AgentConfig:
             transcription_keywords=tuple(agent.transcription_keywords()),
             transcription_languages=tuple(agent.transcription_languages()),
             speed=agent.speed,
-            tools=tools,
+            tools=tuple(tools),
             reasoning_effort=agent.reasoning_effort,
             idle_timeout_ms=agent.idle_timeout_ms,
             max_call_duration_s=agent.max_call_duration_s,

@@ -1,15 +1,29 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from voiceagents import agent_views
 from voiceagents.health import healthz
+from voiceagents.home import home
 
 admin.site.site_header = "Voice agents"
 admin.site.site_title = "Voice agents"
-admin.site.site_url = "/calls/"  # the admin's "View site" link: the staff call pages
+admin.site.site_url = "/"  # the admin's "View site" link: the console
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("", home, name="home"),
+    path("agents/", agent_views.agent_list, name="agent-list"),
+    path("agents/new", agent_views.agent_create, name="agent-create"),
+    path("agents/<int:pk>/", agent_views.agent_detail, name="agent-detail"),
+    path("agents/<int:pk>/edit", agent_views.agent_edit, name="agent-edit"),
+    path("agents/<int:pk>/duplicate", agent_views.agent_duplicate, name="agent-duplicate"),
+    path("agents/<int:pk>/archive", agent_views.agent_archive, name="agent-archive"),
+    path(
+        "agents/<int:pk>/versions/<int:number>/restore",
+        agent_views.agent_restore_version,
+        name="agent-restore-version",
+    ),
     # Before calls.urls: "calls/export.csv" would otherwise match "calls/<sid>/".
     path("", include("transcripts.urls")),
     path("", include("calls.urls")),

@@ -1,0 +1,57 @@
+"""The console's agent pages in Chromium: create an agent from the form (only the chosen
+turn-detection mode's settings shown, a mistake shown next to its field), edit it, and
+restore the first version."""
+
+import pytest
+from channels.db import database_sync_to_async
+from playwright.async_api import Page, expect
+
+from tests.browser.conftest import log_in, screenshot
+from voiceagents.models import Agent
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+async def test_staff_build_an_agent_in_the_console_and_restore_a_version(page: Page, staff_user):
+    await log_in(page, "/")
+    await page.click("header >> text=Agents")
+    await page.click("text=New agent")
+
+    # Server VAD is the default: its settings show, semantic VAD's do not.
+    await expect(page.locator("#id_vad_silence_duration_ms")).to_be_visible()
+    await expect(page.locator("#id_semantic_eagerness")).to_be_hidden()
+    await page.select_option("#id_turn_detection", "semantic_vad")
+    await expect(page.locator("#id_semantic_eagerness")).to_be_visible()
+    await expect(page.locator("#id_vad_silence_duration_ms")).to_be_hidden()
+    await page.select_option("#id_turn_detection", "server_vad")
+    await expect(page.locator("table.models tr.chosen")).to_contain_text("gpt-realtime-1.5")
+    await expect(page.locator("#id_reasoning_effort")).to_be_hidden()
+    await page.select_option("#id_model", "gpt-realtime-2.1")
+    await expect(page.locator("#id_reasoning_effort")).to_be_visible()
+    await page.select_option("#id_model", "gpt-realtime-1.5")
+
+    await page.fill("#id_name", "Night line")
+    await page.fill("#id_greeting", "Hello, the bakery is closed.")
+    await page.select_option("#id_voice", "cedar")
+    await page.click("text=Create agent")
+    # Instructions are required: the form says so next to the field and keeps the rest.
+    await expect(page.locator("#field-instructions .error")).to_contain_text("required")
+    await expect(page.locator("#id_name")).to_have_value("Night line")
+    await screenshot(page, "console-agent-form-error")
+    await page.fill("#id_instructions", "You take messages after hours.")
+    await page.click("text=Create agent")
+
+    await expect(page.locator("h1")).to_have_text("Night line")
+    await expect(page.locator(".message")).to_contain_text("created")
+    await expect(page.locator("#webhook-url")).to_contain_text("/twilio/voice")
+    await page.click("text=Edit")
+    await page.select_option("#id_voice", "marin")
+    await page.click("text=Save (a new version)")
+    await expect(page.locator(".message")).to_contain_text("version 2")
+    await expect(page.locator("#version-2")).to_contain_text("cedar → marin")
+    await screenshot(page, "console-agent")
+
+    await page.click("#version-1 >> text=Restore")
+    await expect(page.locator(".message")).to_contain_text("Version 1 restored as version 3")
+    agent = await database_sync_to_async(Agent.objects.get)(name="Night line")
+    assert agent.voice == "cedar"
