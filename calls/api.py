@@ -1,15 +1,20 @@
-"""Read API for integrations: calls with their turns and usage, behind a bearer token."""
+"""API for integrations, behind a bearer token: calls with their turns and usage, and
+placing an outbound call (POST /api/calls/, the write scope)."""
 
 import functools
 
+import orjson
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
 
-from calls.models import Call
+from calls.models import Call, PhoneNumber
+from calls.outbound import CallNotPlaced, place_call
 from calls.outcomes import USAGE_FIELDS
-from voiceagents.models import ApiToken
+from calls.phone import is_e164
+from voiceagents.models import Agent, ApiToken
 
 MAX_PAGE_SIZE = 200
 
@@ -144,9 +149,66 @@ def _bounded_int(raw: str | None, default: int, upper: int) -> int | None:
     return value if 0 <= value <= upper else None
 
 
-@require_GET
-@api_token_required("read_calls")
+@csrf_exempt  # a bearer token, never a cookie, authenticates these requests
+@require_http_methods(["GET", "POST"])
 def call_list(request: HttpRequest) -> JsonResponse:
+    return place_call_from_api(request) if request.method == "POST" else list_calls(request)
+
+
+@api_token_required("write")
+def place_call_from_api(request: HttpRequest) -> JsonResponse:
+    """{"to": "+1555…", "agent": <id or name>, "from": "+1555…" (optional: the agent's
+    first number), "context": {"name": …, "notes": …}} → 201 with the call."""
+    try:
+        body = orjson.loads(request.body or b"{}")
+    except orjson.JSONDecodeError:
+        return JsonResponse({"error": "the body must be a JSON object"}, status=400)
+    request_problem, agent, from_number = outbound_request_problem(body)
+    if request_problem:
+        return JsonResponse({"error": request_problem}, status=400)
+    context = {
+        k: str(v)[:2000] for k, v in (body.get("context") or {}).items() if k in ("name", "notes")
+    }
+    try:
+        call = place_call(agent, body["to"], from_number, context)
+    except CallNotPlaced as exc:
+        return JsonResponse({"error": f"Twilio did not place the call: {exc}"}, status=502)
+    return JsonResponse(call_summary(call) | {"context": call.context}, status=201)
+
+
+def outbound_request_problem(body) -> tuple[str, Agent | None, PhoneNumber | None]:
+    if not isinstance(body, dict):
+        return "the body must be a JSON object", None, None
+    if not is_e164(body.get("to") if isinstance(body.get("to"), str) else ""):
+        return "to: an E.164 number such as +14155550123 is required", None, None
+    if not isinstance(body.get("context", {}), dict):
+        return 'context: must be an object such as {"name": "Maria"}', None, None
+    ref = body.get("agent")
+    agents = Agent.objects.filter(archived_at__isnull=True)
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        agent = agents.filter(pk=ref).first()
+    elif isinstance(ref, str) and ref:
+        agent = agents.filter(name=ref).first()
+    else:
+        return "agent: the agent's id or name is required", None, None
+    if agent is None:
+        return f"agent: no active agent {ref!r}", None, None
+    numbers = agent.phone_numbers.all()
+    wanted = body.get("from")
+    from_number = numbers.filter(number=wanted).first() if wanted else numbers.first()
+    if from_number is None:
+        return (
+            f"from: {wanted!r} is not one of {agent.name}'s numbers"
+            if wanted
+            else f"from: {agent.name} has no phone number to call from",
+            None,
+            None,
+        )
+    return "", agent, from_number
+
+
+@api_token_required("read_calls")
+def list_calls(request: HttpRequest) -> JsonResponse:
     limit = _bounded_int(request.GET.get("limit"), 50, MAX_PAGE_SIZE)
     offset = _bounded_int(request.GET.get("offset"), 0, 10**9)
     if limit is None or offset is None:

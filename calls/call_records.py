@@ -1,12 +1,14 @@
 """Database work for a live call, called from the media consumer through
 `database_sync_to_async`: once at connect, once per turn, once at the end."""
 
+import dataclasses
 import logging
 
 from django.db import transaction
 from django.utils import timezone
 
 from calls.bridge import SaveTurn
+from calls.context import context_instructions
 from calls.models import Call, Turn
 from calls.outcomes import FAULT_REASONS, USAGE_FIELDS, CompletionReason
 from voiceagents.realtime import AgentConfig
@@ -38,7 +40,13 @@ def claim_stream(call_sid: str) -> tuple[int, AgentConfig] | None:
                 {},
             )
             return None
-        return call.pk, AgentConfig.from_agent(call.agent)
+        config = AgentConfig.from_agent(call.agent)
+        about_the_caller = context_instructions(call)
+        if about_the_caller:
+            config = dataclasses.replace(
+                config, instructions=f"{config.instructions}\n\n{about_the_caller}".strip()
+            )
+        return call.pk, config
 
 
 def mark_answered(call_pk: int, stream_sid: str) -> None:

@@ -2,7 +2,8 @@
 
 from django import forms
 
-from calls.models import Call
+from calls.models import Call, PhoneNumber
+from calls.phone import is_e164
 
 SID_PATTERN = r"^{prefix}[0-9a-fA-F]{{32}}$"
 
@@ -23,3 +24,42 @@ class IncomingCallForm(forms.Form):
 
     def error_text(self) -> str:
         return "; ".join(f"{field}: {' '.join(errors)}" for field, errors in self.errors.items())
+
+
+class PlaceCallForm(forms.Form):
+    """Who the agent should phone, from which of its numbers, and what it should know."""
+
+    to = forms.CharField(
+        label="Number to call",
+        max_length=16,
+        help_text="E.164, e.g. +14155550123.",
+        widget=forms.TextInput(attrs={"placeholder": "+14155550123", "autocomplete": "off"}),
+    )
+    from_number = forms.ModelChoiceField(
+        queryset=PhoneNumber.objects.none(),
+        label="Call from",
+        empty_label=None,
+        help_text="One of the agent's Twilio numbers: the person sees it as the caller.",
+    )
+    name = forms.CharField(
+        required=False, max_length=100, help_text="The agent can greet them by name."
+    )
+    notes = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Why we are calling; the agent reads this before it speaks.",
+    )
+
+    def __init__(self, *args, agent, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["from_number"].queryset = agent.phone_numbers.all()
+
+    def clean_to(self) -> str:
+        number = "".join(self.cleaned_data["to"].split())
+        if not is_e164(number):
+            raise forms.ValidationError("Use E.164: +, country code and number, e.g. +14155550123.")
+        return number
+
+    def context(self) -> dict:
+        return {k: self.cleaned_data[k] for k in ("name", "notes") if self.cleaned_data[k]}

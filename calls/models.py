@@ -48,6 +48,13 @@ class Call(models.Model):
         AgentVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.RINGING)
+    # Outbound calls: who placed it, what the agent is told about the person, and what
+    # Twilio's answering-machine detection said.
+    placed_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    context = models.JSONField(default=dict, blank=True)
+    answered_by = models.CharField(max_length=32, blank=True)
     stream_sid = models.CharField(max_length=64, blank=True)
     # Whether Twilio was asked to record it: a post-call transcript is then on its way.
     recording_requested = models.BooleanField(default=False)
@@ -78,7 +85,10 @@ class Call(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
-        permissions = [("hang_up_call", "Can end a live call")]
+        permissions = [
+            ("hang_up_call", "Can end a live call"),
+            ("place_call", "Can place outbound calls"),
+        ]
         indexes = [models.Index(fields=["-started_at", "-id"], name="call_newest_first")]
 
     def __str__(self) -> str:

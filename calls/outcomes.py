@@ -14,6 +14,13 @@ class CompletionReason(TextChoices):
     OPENAI_ERROR = "openai_error", "OpenAI error"
     SERVER_ERROR = "server_error", "Server error"
     NEVER_CONNECTED = "never_connected", "Media stream never connected"
+    # Outbound calls that never reached a person (Twilio's final call status).
+    NO_ANSWER = "no_answer", "Not answered"
+    BUSY = "busy", "Line busy"
+    CALL_FAILED = "call_failed", "Could not be placed"
+    CANCELED = "canceled", "Canceled before it was answered"
+    MACHINE_HANGUP = "machine_hangup", "Answering machine: hung up"
+    VOICEMAIL_LEFT = "voicemail_left", "Answering machine: message left"
 
 
 FAULT_REASONS = frozenset(

@@ -1,10 +1,16 @@
 from django.urls import path
 
-from calls import api, views, webhooks
+from calls import api, outbound_webhooks, views, webhooks
 
 urlpatterns = [
     path("twilio/voice", webhooks.incoming_call, name="twilio-voice"),
     path("twilio/stream-ended", webhooks.stream_ended, name="twilio-stream-ended"),
+    path(
+        "twilio/outbound-answer",
+        outbound_webhooks.outbound_answer,
+        name="twilio-outbound-answer",
+    ),
+    path("twilio/call-status", outbound_webhooks.call_status, name="twilio-call-status"),
     path("api/calls/", api.call_list, name="api-calls"),
     path("api/calls/<str:sid>/", api.call_detail_view, name="api-call"),
     path("calls/", views.call_list, name="call-list"),

@@ -5,16 +5,20 @@ import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from calls.forms import PlaceCallForm
 from calls.models import Call
+from calls.outbound import CallNotPlaced, place_call
 from transcripts.review import review_context
 from transcripts.search import CallFilterForm, filter_calls
 from voiceagents.access import staff_permission_required
+from voiceagents.models import Agent
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50
@@ -66,3 +70,32 @@ def hang_up(request: HttpRequest, sid: str) -> HttpResponse:
     else:
         messages.info(request, "This call had already ended.")
     return redirect("call-detail", sid=call.sid)
+
+
+@staff_permission_required("voiceagents.view_agent", "calls.place_call")
+@require_POST
+def place_call_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """The agent page's "Call someone" form."""
+    agent = get_object_or_404(Agent, pk=pk, archived_at__isnull=True)
+    form = PlaceCallForm(request.POST, agent=agent)
+    if not form.is_valid():
+        for field, errors in form.errors.items():
+            label = form.fields[field].label if field in form.fields else field
+            messages.error(request, f"{label}: {' '.join(errors)}")
+        return redirect(agent)
+    if not (settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN):
+        messages.error(request, "Set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN to place calls.")
+        return redirect(agent)
+    try:
+        call = place_call(
+            agent,
+            form.cleaned_data["to"],
+            form.cleaned_data["from_number"],
+            form.context(),
+            request.user,
+        )
+    except CallNotPlaced as exc:
+        messages.error(request, f"Twilio did not place the call: {exc}")
+        return redirect(agent)
+    messages.success(request, f"Calling {call.to_number}…")
+    return redirect("call-detail", call.sid)

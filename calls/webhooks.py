@@ -62,17 +62,23 @@ def incoming_call(request: HttpRequest) -> HttpResponse:
             "recording_requested": phone.agent.record_calls,
         },
     )
-    if phone.agent.record_calls:
+    log.info(
+        "call %s from %s answered by agent %s", call_sid, form.cleaned_data["From"], phone.agent
+    )
+    return twiml(connect_to_agent(response, call_sid, phone.agent.record_calls))
+
+
+def connect_to_agent(response: VoiceResponse, call_sid: str, record: bool) -> VoiceResponse:
+    """The TwiML that hands a call to its agent: the recording (when the agent records
+    calls), then the bidirectional media stream with a single-use token."""
+    if record:
         response.append(start_recording())
     token = make_stream_token(call_sid)
     connect = Connect(action=settings.PUBLIC_BASE_URL + "/twilio/stream-ended")
     stream = connect.stream(url=stream_url(token))
     stream.parameter(name="token", value=token)
     response.append(connect)
-    log.info(
-        "call %s from %s answered by agent %s", call_sid, form.cleaned_data["From"], phone.agent
-    )
-    return twiml(response)
+    return response
 
 
 def start_recording() -> Start:

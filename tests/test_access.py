@@ -55,6 +55,16 @@ OTHER_URLS = {
     "twilio-voice": ("post", "/twilio/voice", by_role(403, 403, 403, 403)),
     "twilio-stream-ended": ("post", "/twilio/stream-ended", by_role(403, 403, 403, 403)),
     "twilio-recording": ("post", "/twilio/recording", by_role(403, 403, 403, 403)),
+    "twilio-outbound-answer": (
+        "post",
+        "/twilio/outbound-answer?call={call_pk}",
+        by_role(403, 403, 403, 403),
+    ),
+    "twilio-call-status": (
+        "post",
+        "/twilio/call-status?call={call_pk}",
+        by_role(403, 403, 403, 403),
+    ),
     "api-calls": ("get", "/api/calls/", by_role(401, 401, 401, 401)),
     "api-call": ("get", f"/api/calls/{SID}/", by_role(401, 401, 401, 401)),
     # The console: home for any staff member (each part checks its own permission), the
@@ -66,6 +76,7 @@ OTHER_URLS = {
     "agent-edit": ("get", "/agents/{agent_pk}/edit", STAFF_PAGE),
     "agent-duplicate": ("post", "/agents/{agent_pk}/duplicate", STAFF_PAGE | {"superuser": 302}),
     "agent-archive": ("post", "/agents/{agent_pk}/archive", STAFF_PAGE | {"superuser": 302}),
+    "agent-place-call": ("post", "/agents/{agent_pk}/call", STAFF_PAGE | {"superuser": 302}),
     "agent-restore-version": (
         "post",
         "/agents/{agent_pk}/versions/1/restore",

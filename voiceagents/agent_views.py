@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from calls.forms import PlaceCallForm
 from voiceagents.access import staff_permission_required
 from voiceagents.agent_form import AgentForm, model_table
 from voiceagents.models import Agent
@@ -60,6 +61,7 @@ def agent_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "can_view_calls": can_view_calls,
         "versions": agent.versions.select_related("created_by")[:20],
         "tools": agent.tools.all(),
+        "place_call_form": PlaceCallForm(agent=agent),
     }
     return render(request, "agents/agent_detail.html", context)
 

@@ -54,6 +54,12 @@ class NoiseReduction(models.TextChoices):
     FAR_FIELD = "far_field", "Far field (speakerphones)"
 
 
+class MachineDetection(models.TextChoices):
+    OFF = "", "Off: the agent talks to whoever answers"
+    HANG_UP = "hang_up", "Hang up on answering machines"
+    LEAVE_MESSAGE = "leave_message", "Leave the voicemail message after the beep"
+
+
 class PostCallTranscript(models.TextChoices):
     DIARIZED = "diarized", "Diarized: speakers told apart in the audio, with timestamps"
     STANDARD = "standard", "Standard: plain transcription per channel, with a vocabulary prompt"
@@ -238,6 +244,18 @@ class Agent(models.Model):
         default=1.0, validators=[MinValueValidator(0.25), MaxValueValidator(1.5)]
     )
     tools = models.ManyToManyField(Tool, blank=True, related_name="agents")
+    machine_detection = models.CharField(
+        "answering machines",
+        max_length=16,
+        choices=MachineDetection.choices,
+        blank=True,
+        help_text="Outbound calls: Twilio's answering-machine detection (a few seconds "
+        "before the agent speaks to a person).",
+    )
+    voicemail_message = models.TextField(
+        blank=True,
+        help_text="Outbound calls that reach a machine: said after the beep, then the call ends.",
+    )
     end_call_enabled = models.BooleanField(
         "can hang up",
         default=True,
@@ -324,6 +342,10 @@ class Agent(models.Model):
             errors["input_transcription_languages"] = (
                 f"Use two-letter ISO-639-1 codes such as 'en, es' (not {', '.join(bad_codes)})."
             )
+        if self.machine_detection == MachineDetection.LEAVE_MESSAGE and not (
+            self.voicemail_message.strip()
+        ):
+            errors["voicemail_message"] = "Write the message to leave on answering machines."
         if self.idle_timeout_ms and self.turn_detection != TurnDetection.SERVER_VAD:
             errors["idle_timeout_ms"] = "The idle timeout works with server VAD only."
         if errors:

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from calls.views import place_call_view
 from voiceagents import agent_views
 from voiceagents.health import healthz
 from voiceagents.home import home
@@ -19,6 +20,7 @@ urlpatterns = [
     path("agents/<int:pk>/edit", agent_views.agent_edit, name="agent-edit"),
     path("agents/<int:pk>/duplicate", agent_views.agent_duplicate, name="agent-duplicate"),
     path("agents/<int:pk>/archive", agent_views.agent_archive, name="agent-archive"),
+    path("agents/<int:pk>/call", place_call_view, name="agent-place-call"),
     path(
         "agents/<int:pk>/versions/<int:number>/restore",
         agent_views.agent_restore_version,

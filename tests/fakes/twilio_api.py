@@ -11,8 +11,12 @@ PCM at 8 kHz, as Twilio serves `.wav`.
 
 `FakeTwilioApi` serves `/2010-04-01/Accounts/{AccountSid}/Recordings/{RecordingSid}.wav`
 (and `.json`, and `DELETE`) with HTTP basic auth, and can answer 404 for the first tries
-(the file is not ready), scripted 429 (with `Retry-After`) and 5xx faults. Requests
-Twilio would refuse are answered as Twilio does and recorded in `violations`.
+(the file is not ready), scripted 429 (with `Retry-After`) and 5xx faults. It also takes
+`POST .../Calls.json` (placing an outbound call), checks its parameters as Twilio does,
+keeps each accepted request in `created_calls` for the test to play Twilio's part (the
+answer request and status callbacks, with `FakeTwilioCall`), and answers 201 with the
+call resource. Requests Twilio would refuse are answered as Twilio does and recorded in
+`violations`.
 """
 
 from __future__ import annotations
@@ -235,6 +239,10 @@ class _StoredRecording:
 
 
 PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})/Recordings/(RE[0-9a-f]{32})\.(\w+)$")
+CALLS_PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})/Calls\.json$")
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+STATUS_CALLBACK_EVENTS = {"initiated", "ringing", "answered", "completed"}
+MACHINE_DETECTION = {"Enable", "DetectMessageEnd"}
 
 
 class FakeTwilioApi:
@@ -247,6 +255,12 @@ class FakeTwilioApi:
         self.host, self.port = host, port
         self.recordings: dict[str, _StoredRecording] = {}
         self.requests: list[dict] = []
+        # Outbound calls: the numbers the account owns (a call must come from one), the
+        # accepted Calls.json requests (form fields, lists for repeated ones), and
+        # scripted refusals by destination: {to: (status, code, message)}.
+        self.numbers: set[str] = set()
+        self.created_calls: list[dict] = []
+        self.refuse_calls_to: dict[str, tuple[int, int, str]] = {}
         self.violations: list[str] = []
         self.not_ready_for = 0  # default for recordings added later
         self.retry_after_s = 1
@@ -295,8 +309,9 @@ class FakeTwilioApi:
                 self.answer(*api.handle("DELETE", self.path, self.headers.get("Authorization")))
 
             def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.answer(*api.handle("POST", self.path, self.headers.get("Authorization")))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+                self.answer(*api.handle("POST", self.path, self.headers.get("Authorization"), form))
 
         self._service = ThreadedHttpService(self.host, self.port)
         self._service.serve(Handler)
@@ -321,13 +336,18 @@ class FakeTwilioApi:
         expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         return header == f"Basic {expected}"
 
-    def handle(self, method: str, raw_path: str, authorization: str | None):
+    def handle(
+        self, method: str, raw_path: str, authorization: str | None, form: dict | None = None
+    ):
         parts = urlsplit(raw_path)
         query = parse_qs(parts.query)
         record = {"method": method, "path": parts.path, "query": query, "at": time.monotonic()}
         with self._lock:
             self.requests.append(record)
-            answer = self._route(method, parts.path, query, authorization)
+            if CALLS_PATH.match(parts.path) and self._authorised(authorization):
+                answer = self._create_call(method, parts.path, form or {})
+            else:
+                answer = self._route(method, parts.path, query, authorization)
         record["status"] = answer[0]
         return answer
 
@@ -371,6 +391,66 @@ class FakeTwilioApi:
         if requested == "1":
             wav = _downmix(wav)
         return 200, "audio/x-wav", wav, {}
+
+    def _create_call(self, method: str, path: str, form: dict[str, list[str]]):
+        """POST Calls.json, checked as Twilio checks it (error codes from its docs)."""
+        if method != "POST":
+            return self._error(405, 20004, "Method not allowed")
+        account = CALLS_PATH.match(path).group(1)
+        if account != self.account_sid:
+            return self._error(404, 20404, f"The requested resource {path} was not found")
+        one = {k: v[-1] for k, v in form.items()}
+
+        def refuse(status: int, code: int, message: str):
+            self.violations.append(f"Calls.json: {message}")
+            return self._error(status, code, message)
+
+        to, from_ = one.get("To", ""), one.get("From", "")
+        if not to:
+            return refuse(400, 21201, "No 'To' number is specified")
+        if not E164.match(to):
+            return refuse(400, 21211, f"Invalid 'To' Phone Number: {to}")
+        if not from_:
+            return refuse(400, 21603, "A 'From' phone number is required.")
+        if from_ not in self.numbers:
+            return refuse(400, 21210, f"'From' phone number not verified: {from_}")
+        if not (one.get("Url") or one.get("Twiml") or one.get("ApplicationSid")):
+            return refuse(400, 21205, "Url, Twiml or ApplicationSid is required")
+        for name in ("Url", "StatusCallback"):
+            value = one.get(name)
+            if value is not None and urlsplit(value).scheme not in ("http", "https"):
+                return refuse(400, 21205, f"{name} is not a valid URL: {value!r}")
+        for name in ("Method", "StatusCallbackMethod"):
+            if one.get(name, "POST") not in ("GET", "POST"):
+                return refuse(400, 21207, f"{name} must be GET or POST")
+        events = set(" ".join(form.get("StatusCallbackEvent", [])).split())
+        if events - STATUS_CALLBACK_EVENTS:
+            return refuse(400, 21626, f"Invalid StatusCallbackEvent: {sorted(events)}")
+        if one.get("MachineDetection", "Enable") not in MACHINE_DETECTION:
+            return refuse(400, 21649, f"Invalid MachineDetection: {one['MachineDetection']}")
+        if to in self.refuse_calls_to:
+            status, code, message = self.refuse_calls_to[to]
+            return self._error(status, code, message)
+        sid = "CA" + secrets.token_hex(16)
+        self.created_calls.append({**one, "StatusCallbackEvent": sorted(events), "sid": sid})
+        return (
+            201,
+            "application/json",
+            orjson.dumps(
+                {
+                    "sid": sid,
+                    "account_sid": account,
+                    "to": to,
+                    "from": from_,
+                    "status": "queued",
+                    "direction": "outbound-api",
+                    "api_version": "2010-04-01",
+                    "date_created": email.utils.formatdate(usegmt=True),
+                    "uri": f"/2010-04-01/Accounts/{account}/Calls/{sid}.json",
+                }
+            ),
+            {},
+        )
 
     def _resource(self, recording: _StoredRecording) -> bytes:
         uri = f"/2010-04-01/Accounts/{recording.account_sid}/Recordings/{recording.sid}.json"

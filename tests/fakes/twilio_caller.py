@@ -293,6 +293,7 @@ class FakeTwilioCall:
         voice_method: str = "POST",
         shared_key: tuple[str, str] | None = None,
         tls_trust: ssl.SSLContext | None = None,
+        direction: str = "inbound",
     ) -> None:
         """`voice_method`: how the number's voice URL is configured (GET or POST).
         `tls_trust`: the certificates to trust when the app is reached over https/wss
@@ -312,6 +313,7 @@ class FakeTwilioCall:
         self.voice_method = voice_method
         self.shared_key = shared_key
         self.tls_trust = tls_trust
+        self.direction = direction  # "outbound-api" for a call the app placed
         self._validator = RequestValidator(shared_key[1] if shared_key else auth_token)
 
         # The webhook and its TwiML.
@@ -410,7 +412,7 @@ class FakeTwilioCall:
             "ApiVersion": "2010-04-01",
             "CallSid": self.call_sid,
             "CallStatus": call_status,
-            "Direction": "inbound",
+            "Direction": self.direction,
         }
         for role, number in (
             ("Called", self.to_number),
@@ -424,6 +426,18 @@ class FakeTwilioCall:
             params[role + "Zip"] = ""
             params[role + "Country"] = "US"
         return params
+
+    async def answer_outbound(self, answered_by: str | None = None) -> httpx.Response:
+        """A call the app placed is answered: Twilio requests its answer URL (the voice
+        URL here) with the call in progress, and AnsweredBy when machine detection ran."""
+        extra = {"CallStatus": "in-progress"}
+        if answered_by is not None:
+            extra["AnsweredBy"] = answered_by
+        return await self.dial(extra_params=extra)
+
+    async def send_status(self, public_url: str, status: str) -> httpx.Response:
+        """A status callback, signed, as Twilio posts it for each event asked for."""
+        return await self._request(public_url, self.call_params(status))
 
     def sign(self, public_url: str, params: dict[str, str]) -> str:
         algorithm = HMAC_SHA256 if self.shared_key else None
