@@ -75,6 +75,10 @@ TRANSCRIPT_EVENTS = frozenset(
     }
 )
 END_CALL_TOOL_OUTPUT = '{"status":"ok","note":"Say a short goodbye; the call ends after it."}'
+TRANSFER_TOOL_OUTPUT = (
+    '{"status":"ok","note":"Tell the caller in one short sentence that you are putting them '
+    'through now; the transfer starts after it."}'
+)
 
 
 # --- Actions ---------------------------------------------------------------------------
@@ -116,6 +120,14 @@ class ReconnectOpenAI:
     """Open a new Realtime session and hand it the conversation so far."""
 
     why: str  # "connection_lost" | "session_rollover"
+
+
+@dataclass(frozen=True, slots=True)
+class TransferCall:
+    """Hand the live call to `destination` (Twilio REST update to <Dial>); the result
+    comes back through `CallBridge.on_transfer_result`."""
+
+    destination: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +219,10 @@ class CallBridge:
         # Set by the end_call tool: hang up once a later response (the goodbye) has played.
         self.hangup_after_playback = False
         self.hangup_requested_in: str | None = None
+        # transfer_call: where to once the handover line has played, then while Twilio
+        # is being asked.
+        self.transfer_after_playback: str | None = None
+        self.transferring: str | None = None
         self.last_done_response_id: str | None = None
         self.usage: dict[str, int] = dict.fromkeys(USAGE_FIELDS, 0)
         self.openai_errors = 0
@@ -267,7 +283,12 @@ class CallBridge:
         if event == "start":
             return self._twilio_start(msg)
         if event == "stop":
-            return self._end(CompletionReason.CALLER_HANGUP)
+            # While a transfer is being asked for, the stream stopping is Twilio taking it.
+            return self._end(
+                CompletionReason.TRANSFERRED
+                if self.transferring
+                else CompletionReason.CALLER_HANGUP
+            )
         if event == "dtmf":
             return self._twilio_dtmf(msg)
         if event == "connected":
@@ -333,7 +354,7 @@ class CallBridge:
             item.heard_ms = heard_ms
         actions = self._save_finished_items()
         if self.hangup_after_playback and self._agent_done_speaking():
-            actions += self._end(CompletionReason.AGENT_HANGUP)
+            actions += self._after_playback()
         return actions
 
     def _twilio_dtmf(self, msg: dict) -> list[Action]:
@@ -373,6 +394,8 @@ class CallBridge:
         return []
 
     def on_twilio_closed(self) -> list[Action]:
+        if self.transferring:
+            return self._end(CompletionReason.TRANSFERRED)
         return self._end(CompletionReason.NORMAL)
 
     def on_start_timeout(self) -> list[Action]:
@@ -513,8 +536,9 @@ class CallBridge:
                 actions.append(SendOpenAI(_json(truncate)))
         actions += self._save_finished_items()
         if self.hangup_after_playback and actions:
-            # The caller spoke over the goodbye; the agent had already decided to hang up.
-            actions += self._end(CompletionReason.AGENT_HANGUP)
+            # The caller spoke over the goodbye (or the handover line); the agent had
+            # already decided to hang up (or transfer).
+            actions += self._after_playback()
         return actions
 
     def _response_created(self, event: dict) -> list[Action]:
@@ -586,6 +610,15 @@ class CallBridge:
             self.hangup_after_playback = True
             self.hangup_requested_in = response_id
             return actions + self.on_tool_result(call_id, END_CALL_TOOL_OUTPUT)
+        if tool.kind == "transfer_call":
+            if self.transferring or self.transfer_after_playback:
+                return actions + self.on_tool_result(
+                    call_id, _json({"error": "a transfer is already under way"})
+                )
+            self.hangup_after_playback = True
+            self.hangup_requested_in = response_id
+            self.transfer_after_playback = tool.transfer_to
+            return actions + self.on_tool_result(call_id, TRANSFER_TOOL_OUTPUT)
         return [*actions, RunTool(call_id, name, arguments, tool.url, tool)]
 
     def on_tool_result(self, call_id: str, output: str) -> list[Action]:
@@ -630,7 +663,7 @@ class CallBridge:
             return actions + self._say_goodbye()
         actions += self._respond_after_tools()
         if self.hangup_after_playback and self._agent_done_speaking():
-            actions += self._end(CompletionReason.AGENT_HANGUP)
+            actions += self._after_playback()
         return actions
 
     def _response_failed(self, response: dict) -> list[Action]:
@@ -818,6 +851,44 @@ class CallBridge:
         else:
             return actions  # a quiet moment: the caller speaks next
         actions.append(self._response_create(with_agent_instructions(self.agent, instructions)))
+        return actions
+
+    def _after_playback(self) -> list[Action]:
+        """The goodbye (or the handover line) has played: hang up, or transfer."""
+        if self.transfer_after_playback is None:
+            return self._end(CompletionReason.AGENT_HANGUP)
+        if self.ended:
+            return []
+        self.transferring, self.transfer_after_playback = self.transfer_after_playback, None
+        self.hangup_after_playback = False
+        log.info("call %s: transferring to %s", self.call_sid, self.transferring)
+        return [TransferCall(self.transferring)]
+
+    def on_transfer_result(self, error: str | None) -> list[Action]:
+        """Twilio took the transfer (the call is theirs now: it ends here as
+        transferred), or refused it: the model is told, and the call goes on."""
+        destination, self.transferring = self.transferring, None
+        if destination is None or self.ended:
+            return []
+        if error is None:
+            return self._end(CompletionReason.TRANSFERRED)
+        log.warning("call %s: transfer to %s failed: %s", self.call_sid, destination, error)
+        note = {
+            "type": "message",
+            "role": "system",
+            "content": [
+                {
+                    "type": "input_text",
+                    "text": f"The transfer_call tool failed: {error}. The caller is still on "
+                    "the line: tell them you could not put them through, and keep helping.",
+                }
+            ],
+        }
+        actions: list[Action] = [
+            SendOpenAI(_json({"type": "conversation.item.create", "item": note}))
+        ]
+        if self.response_id is None and not self.caller_turn_open:
+            actions.append(SendOpenAI('{"type":"response.create"}'))
         return actions
 
     def on_staff_hangup(self) -> list[Action]:

@@ -94,3 +94,7 @@ def finalize_call(
         from transcripts.tasks import call_completed
 
         call_completed.delay_on_commit(call.pk)
+
+
+def record_transfer(call_pk: int, destination: str) -> None:
+    Call.objects.filter(pk=call_pk).update(transferred_to=destination)

@@ -27,9 +27,11 @@ from calls.bridge import (
     SendOpenAI,
     SendTwilio,
     StreamStarted,
+    TransferCall,
 )
 from calls.outcomes import CompletionReason
 from calls.stream_tokens import read_stream_token
+from calls.transfer import transfer_call
 from calls.twilio_signature import is_signed_by_twilio
 from calls.views import call_group
 from calls.webhooks import stream_url
@@ -297,6 +299,8 @@ class MediaStreamConsumer(AsyncConsumer):
                 self._spawn(self._run_tool(action))
             elif type(action) is ReconnectOpenAI:
                 await self._reconnect_openai()
+            elif type(action) is TransferCall:
+                self._spawn(self._transfer(action))
             elif type(action) is EndCall and self.end_task is None:
                 self.end_task = asyncio.create_task(self._end_call(action))
 
@@ -338,6 +342,15 @@ class MediaStreamConsumer(AsyncConsumer):
                 signing_secret=tool.signing_secret if tool else "",
             )
         await self._guarded(self.bridge.on_tool_result, action.call_id, output)
+
+    async def _transfer(self, action: TransferCall) -> None:
+        """Twilio's REST client is synchronous: it runs in a thread, off the event loop
+        every call on this process shares."""
+        assert self.bridge is not None
+        error = await asyncio.to_thread(transfer_call, self.bridge.call_sid, action.destination)
+        if error is None:
+            self._write(call_records.record_transfer, self.call_pk, action.destination)
+        await self._guarded(self.bridge.on_transfer_result, error)
 
     async def _wait_for_transcripts(self, bridge: CallBridge) -> None:
         """The session is still open after a fault: the caller's last words may be

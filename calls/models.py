@@ -55,6 +55,7 @@ class Call(models.Model):
     )
     context = models.JSONField(default=dict, blank=True)
     answered_by = models.CharField(max_length=32, blank=True)
+    transferred_to = models.CharField(max_length=255, blank=True)
     stream_sid = models.CharField(max_length=64, blank=True)
     # Whether Twilio was asked to record it: a post-call transcript is then on its way.
     recording_requested = models.BooleanField(default=False)

@@ -14,6 +14,7 @@ class CompletionReason(TextChoices):
     OPENAI_ERROR = "openai_error", "OpenAI error"
     SERVER_ERROR = "server_error", "Server error"
     NEVER_CONNECTED = "never_connected", "Media stream never connected"
+    TRANSFERRED = "transferred", "Transferred to a person"
     # Outbound calls that never reached a person (Twilio's final call status).
     NO_ANSWER = "no_answer", "Not answered"
     BUSY = "busy", "Line busy"

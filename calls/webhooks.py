@@ -102,7 +102,12 @@ def start_recording() -> Start:
 @twilio_signature_required
 def stream_ended(request: HttpRequest) -> HttpResponse:
     """Twilio asks what to do once our media stream closed: apologise if it was our fault."""
+    from calls.transfer import dial_twiml
+
     call = Call.objects.filter(sid=webhook_params(request).get("CallSid", "")).first()
+    if call is not None and call.transferred_to:
+        # Should Twilio still ask (the transfer replaced this TwiML), go on with it.
+        return HttpResponse(dial_twiml(call.transferred_to), content_type="text/xml")
     response = VoiceResponse()
     if call is not None and call.ended_with_fault:
         response.say(settings.APOLOGY_TEXT)

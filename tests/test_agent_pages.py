@@ -106,6 +106,8 @@ def test_creating_an_agent_from_the_form_keeps_version_1(console, manager):
         ),
         ({"vad_threshold": "1.5"}, "vad_threshold", "less than or equal to 1.0"),
         ({"outcome_schema": '{"type": "array"}'}, "outcome_schema", ""),
+        ({"machine_detection": "leave_message"}, "voicemail_message", "Write the message"),
+        ({"transfer_to": "the manager"}, "transfer_to", "Use an E.164 number"),
     ],
 )
 def test_bad_settings_are_refused_next_to_their_field(console, fields, field, message):

@@ -42,7 +42,8 @@ class AgentAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Tools", {"fields": ["end_call_enabled", "tools"]}),
+        ("Tools", {"fields": ["end_call_enabled", "transfer_to", "tools"]}),
+        ("Outbound calls", {"fields": ["machine_detection", "voicemail_message"]}),
         (
             "After the call",
             {
@@ -108,7 +109,7 @@ class ToolHeaderInline(admin.TabularInline):
 class ToolAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "url"]
     search_fields = ["name", "description"]
-    fields = ["name", "kind", "description", "parameters", "url", "signing_secret"]
+    fields = ["name", "kind", "description", "parameters", "url", "transfer_to", "signing_secret"]
     readonly_fields = ["signing_secret"]
     inlines = [ToolHeaderInline]
     # Tool endpoints are web services: a bare host means https, as Django 6 will assume.

@@ -18,7 +18,12 @@ SECTIONS = [
         TurnDetection.SERVER_VAD,
     ),
     ("Semantic VAD", ["semantic_eagerness"], TurnDetection.SEMANTIC_VAD),
-    ("During the call", ["end_call_enabled", "max_call_duration_s", "tools"], None),
+    (
+        "During the call",
+        ["end_call_enabled", "transfer_to", "max_call_duration_s", "tools"],
+        None,
+    ),
+    ("Calling out", ["machine_detection", "voicemail_message"], None),
     (
         "Hearing the caller",
         [

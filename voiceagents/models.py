@@ -66,6 +66,17 @@ class PostCallTranscript(models.TextChoices):
 
 
 TOOL_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+SIP_ADDRESS = re.compile(r"^sips?:[^@\s]+@[A-Za-z0-9.-]+(:\d+)?$")
+
+
+def transfer_destination_problem(destination: str) -> str | None:
+    from calls.phone import is_e164
+
+    if not destination:
+        return "Give the number or SIP address to transfer to."
+    if not (is_e164(destination) or SIP_ADDRESS.match(destination)):
+        return "Use an E.164 number (+14155550123) or a SIP address (sip:desk@pbx.example.com)."
+    return None
 
 
 class Tool(models.Model):
@@ -73,6 +84,7 @@ class Tool(models.Model):
 
     class Kind(models.TextChoices):
         END_CALL = "end_call", "Built-in: end the call after saying goodbye"
+        TRANSFER_CALL = "transfer_call", "Built-in: hand the caller to a person"
         HTTP = "http", "HTTP: POST the arguments as JSON to a URL, reply with its body"
 
     name = models.CharField(max_length=64, unique=True, help_text="Function name the model sees.")
@@ -84,6 +96,12 @@ class Tool(models.Model):
     )
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.HTTP)
     url = models.URLField(blank=True, help_text="For HTTP tools: where the arguments are POSTed.")
+    transfer_to = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="For transfer tools: the number (E.164) or SIP address "
+        "(sip:desk@pbx.example.com) the caller is put through to.",
+    )
     signing_secret = models.CharField(
         max_length=80,
         blank=True,
@@ -113,6 +131,10 @@ class Tool(models.Model):
             errors["parameters"] = 'The schema must be an object with "type": "object".'
         elif problem := schema_problem(self.parameters):
             errors["parameters"] = problem
+        if self.kind == self.Kind.TRANSFER_CALL and (
+            problem := transfer_destination_problem(self.transfer_to)
+        ):
+            errors["transfer_to"] = problem
         if self.kind == self.Kind.HTTP and not self.url:
             errors["url"] = "An HTTP tool needs a URL."
         elif problem := url_secret_problem(self.url):
@@ -256,6 +278,13 @@ class Agent(models.Model):
         blank=True,
         help_text="Outbound calls that reach a machine: said after the beep, then the call ends.",
     )
+    transfer_to = models.CharField(
+        "transfer to",
+        max_length=255,
+        blank=True,
+        help_text="A number (E.164) or SIP address: the agent may put callers through to it "
+        "(the built-in transfer_call tool) after telling them. Empty: no transfers.",
+    )
     end_call_enabled = models.BooleanField(
         "can hang up",
         default=True,
@@ -346,6 +375,8 @@ class Agent(models.Model):
             self.voicemail_message.strip()
         ):
             errors["voicemail_message"] = "Write the message to leave on answering machines."
+        if self.transfer_to and (problem := transfer_destination_problem(self.transfer_to)):
+            errors["transfer_to"] = problem
         if self.idle_timeout_ms and self.turn_detection != TurnDetection.SERVER_VAD:
             errors["idle_timeout_ms"] = "The idle timeout works with server VAD only."
         if errors:

@@ -5,6 +5,7 @@ The agent is copied into a plain `AgentConfig` once per call so the call bridge 
 touches the ORM on the hot path.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -26,6 +27,7 @@ class ToolConfig:
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     signing_secret: str = field(default="", repr=False)
     unreadable: str = ""  # why the stored headers could not be decrypted, if they could not
+    transfer_to: str = ""  # transfer tools: the number or SIP address
 
     @classmethod
     def from_tool(cls, tool) -> "ToolConfig":
@@ -44,6 +46,7 @@ class ToolConfig:
             headers=headers,
             signing_secret=tool.signing_secret,
             unreadable=unreadable,
+            transfer_to=tool.transfer_to,
         )
 
 
@@ -56,6 +59,22 @@ BUILTIN_END_CALL = ToolConfig(
         "description": "Hang up the phone. Use it once the caller has nothing more to ask "
         "and you have said goodbye; the call ends after your goodbye has played.",
         "parameters": {"type": "object", "properties": {}},
+    },
+)
+
+
+BUILTIN_TRANSFER_CALL = ToolConfig(
+    name="transfer_call",
+    kind="transfer_call",
+    definition={
+        "type": "function",
+        "name": "transfer_call",
+        "description": "Put the caller through to a person, when they ask for one or you "
+        "cannot help. Their call is handed over after you tell them.",
+        "parameters": {
+            "type": "object",
+            "properties": {"reason": {"type": "string", "description": "Why, in a few words."}},
+        },
     },
 )
 
@@ -90,9 +109,11 @@ class AgentConfig:
         # words it differently, and without the switch none is offered.
         hang_up_tools = [t for t in tools if t.kind == "end_call"]
         tools = [t for t in tools if t.kind != "end_call"]
+        taken = {t.name for t in tools}
         if agent.end_call_enabled:
-            taken = {t.name for t in tools}
             tools += hang_up_tools or ([BUILTIN_END_CALL] if "end_call" not in taken else [])
+        if agent.transfer_to and "transfer_call" not in taken:
+            tools.append(dataclasses.replace(BUILTIN_TRANSFER_CALL, transfer_to=agent.transfer_to))
         return cls(
             name=agent.name,
             model=agent.model,

@@ -240,6 +240,7 @@ class _StoredRecording:
 
 PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})/Recordings/(RE[0-9a-f]{32})\.(\w+)$")
 CALLS_PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})/Calls\.json$")
+CALL_PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})/Calls/(CA[0-9a-f]{32})\.json$")
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 STATUS_CALLBACK_EVENTS = {"initiated", "ringing", "answered", "completed"}
 MACHINE_DETECTION = {"Enable", "DetectMessageEnd"}
@@ -261,6 +262,11 @@ class FakeTwilioApi:
         self.numbers: set[str] = set()
         self.created_calls: list[dict] = []
         self.refuse_calls_to: dict[str, tuple[int, int, str]] = {}
+        # Live calls (sids the test says are in progress) may be updated with new TwiML
+        # (a transfer); each accepted update is kept, scripted refusals by sid.
+        self.live_calls: set[str] = set()
+        self.updated_calls: list[dict] = []
+        self.refuse_updates: dict[str, tuple[int, int, str]] = {}
         self.violations: list[str] = []
         self.not_ready_for = 0  # default for recordings added later
         self.retry_after_s = 1
@@ -346,6 +352,8 @@ class FakeTwilioApi:
             self.requests.append(record)
             if CALLS_PATH.match(parts.path) and self._authorised(authorization):
                 answer = self._create_call(method, parts.path, form or {})
+            elif CALL_PATH.match(parts.path) and self._authorised(authorization):
+                answer = self._update_call(method, parts.path, form or {})
             else:
                 answer = self._route(method, parts.path, query, authorization)
         record["status"] = answer[0]
@@ -449,6 +457,40 @@ class FakeTwilioApi:
                     "uri": f"/2010-04-01/Accounts/{account}/Calls/{sid}.json",
                 }
             ),
+            {},
+        )
+
+    def _update_call(self, method: str, path: str, form: dict[str, list[str]]):
+        """POST Calls/{sid}.json with new TwiML: Twilio stops what the call was doing (our
+        media stream) and runs it. The test then plays the stream's `stop`."""
+        if method != "POST":
+            return self._error(405, 20004, "Method not allowed")
+        account, sid = CALL_PATH.match(path).groups()
+        if account != self.account_sid or sid not in self.live_calls:
+            return self._error(404, 20404, f"The requested resource {path} was not found")
+        one = {k: v[-1] for k, v in form.items()}
+        twiml = one.get("Twiml")
+        if not (twiml or one.get("Url") or one.get("Status")):
+            self.violations.append(f"update of {sid} without Twiml, Url or Status")
+            return self._error(400, 21205, "Twiml, Url or Status is required")
+        if twiml is not None:
+            try:
+                root = ET.fromstring(twiml)
+            except ET.ParseError as exc:
+                self.violations.append(f"update of {sid}: Twiml is not XML: {exc}")
+                return self._error(400, 12100, "Document parse failure")
+            if root.tag != "Response":
+                self.violations.append(f"update of {sid}: Twiml root is <{root.tag}>")
+                return self._error(400, 12100, "Document parse failure")
+        if sid in self.refuse_updates:
+            status, code, message = self.refuse_updates[sid]
+            return self._error(status, code, message)
+        self.updated_calls.append({**one, "sid": sid})
+        self.live_calls.discard(sid)
+        return (
+            200,
+            "application/json",
+            orjson.dumps({"sid": sid, "account_sid": account, "status": "in-progress"}),
             {},
         )
 

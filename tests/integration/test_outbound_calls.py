@@ -1,8 +1,10 @@
-"""Outbound calls through the real app (Daphne) and the strict fakes: an integration
-places a call through the API, the fake Twilio REST API checks the `calls.create`
-request as Twilio would, and the test plays Twilio's part: the answer request, the media
-stream, status callbacks, answering machines."""
+"""Calls that use Twilio's REST API, through the real app (Daphne) and the strict fakes:
+an integration places an outbound call through the API (the fake Twilio REST API checks
+the `calls.create` request as Twilio would, and the test plays Twilio's part: the answer
+request, the media stream, status callbacks, answering machines), and the agent
+transfers a caller to a person (the call's TwiML replaced with <Dial>)."""
 
+import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -213,3 +215,85 @@ async def test_a_call_twilio_refuses_is_reported_and_kept_as_failed(agent, twili
     assert "Geo permission not enabled" in response.json()["error"]
     stored = await database_sync_to_async(Call.objects.get)(to_number="+15550000000")
     assert (stored.completion_reason, stored.error_code) == ("call_failed", "twilio_refused")
+
+
+# --- transfer_call: the agent hands an inbound caller to a person -----------------------
+
+
+@database_sync_to_async
+def set_transfer_to(agent, destination: str) -> None:
+    agent.transfer_to = destination
+    agent.save()
+
+
+async def caller_asking_for_a_person(app, realtime, twilio) -> FakeTwilioCall:
+    realtime.script_for_next_connection = script(
+        replies=[
+            Reply(text="Hello, bakery.", audio_ms=300),
+            Reply(function_call=("transfer_call", {"reason": "wants the manager"})),
+            Reply(text="Putting you through to the manager now.", audio_ms=500),
+            Reply(text="Sorry, I could not put you through. How else can I help?", audio_ms=400),
+        ],
+        caller_transcripts=["Can I talk to the manager?"],
+    )
+    caller = FakeTwilioCall(
+        app.base_url,
+        auth_token=TEST_AUTH_TOKEN,
+        account_sid=TEST_ACCOUNT_SID,
+        to_number=AGENT_NUMBER,
+        public_base_url=app.public_url,
+    )
+    twilio.live_calls.add(caller.call_sid)
+    await caller.dial()
+    await caller.connect_stream()
+    await caller.wait_for(lambda: len(caller.heard_audio) >= 300 * 8, timeout=10)
+    await caller.speak_and_wait(400)
+    return caller
+
+
+async def test_the_agent_says_the_handover_line_then_twilio_dials_the_person(
+    agent, realtime, twilio, outbound_app
+):
+    await set_transfer_to(agent, "+15550009000")
+
+    caller = await caller_asking_for_a_person(outbound_app, realtime, twilio)
+    await caller.wait_for(lambda: twilio.updated_calls, timeout=10)
+    heard_before_transfer_ms = len(caller.heard_audio) // 8
+    await caller.hangup()  # Twilio stops the stream once the call runs the new TwiML
+
+    (update,) = twilio.updated_calls
+    assert update["sid"] == caller.call_sid
+    dial = ET.fromstring(update["Twiml"]).find("Dial")
+    assert dial.find("Number").text == "+15550009000"
+    assert heard_before_transfer_ms >= 300 + 500  # the handover line played first
+    stored = await wait_for_end(caller.call_sid)
+    assert (stored.completion_reason, stored.transferred_to) == ("transferred", "+15550009000")
+    _, turns = await load_call(caller.call_sid)
+    assert [t.text for t in turns if t.speaker == "agent"][-1] == (
+        "Putting you through to the manager now."
+    )
+    assert caller.violations == []
+
+
+async def test_a_refused_transfer_is_told_to_the_model_and_the_call_goes_on(
+    agent, realtime, twilio, outbound_app
+):
+    await set_transfer_to(agent, "sip:manager@pbx.example.com")
+    first_session = len(realtime.sessions)
+
+    caller = await caller_asking_for_a_person(outbound_app, realtime, twilio)
+    twilio.refuse_updates[caller.call_sid] = (400, 13223, "Dial: Invalid phone number format")
+    await wait_for_turns(caller.call_sid, 5, within_s=15)  # greeting, ask, tool, line, sorry
+    await caller.hangup()
+
+    session = realtime.sessions[first_session]
+    told = [
+        e["item"]["content"][0]["text"]
+        for e in session.received
+        if e["type"] == "conversation.item.create" and e["item"].get("role") == "system"
+    ]
+    assert len(told) == 1 and "Invalid phone number format" in told[0]
+    stored = await wait_for_end(caller.call_sid)
+    assert (stored.completion_reason, stored.transferred_to) == ("caller_hangup", "")
+    _, turns = await load_call(caller.call_sid)
+    assert turns[-1].text == "Sorry, I could not put you through. How else can I help?"
