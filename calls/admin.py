@@ -12,12 +12,20 @@ class PhoneNumberAdmin(admin.ModelAdmin):
 
 class TurnInline(admin.TabularInline):
     model = Turn
-    fields = ["started_ms", "speaker", "text", "interrupted"]
+    fields = ["started_ms", "speaker", "text", "cut_off"]
     readonly_fields = fields
     extra = 0
     can_delete = False
 
+    @admin.display(description="cut off")
+    def cut_off(self, turn: Turn) -> str:
+        # Words, not the admin's green tick: being interrupted is not a success.
+        return "cut off by the caller" if turn.interrupted else ""
+
     def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False
 
 
@@ -65,6 +73,9 @@ class CallAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # calls are created by Twilio's webhook, never by hand
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a record of what happened: viewed (no Save buttons), never edited
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in Call._meta.fields]

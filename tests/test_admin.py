@@ -218,11 +218,16 @@ def test_call_change_page_shows_turns_inline(staff_client, rows):
 
 
 def test_call_change_page_is_read_only(staff_client, rows):
+    make_turn(rows["call"], 900, "We open at seven and", interrupted=True)
     response = staff_client.get(f"/admin/calls/call/{rows['call'].pk}/change/")
 
-    # Calls are Twilio's record: every field is shown, none can be edited.
+    # Calls are Twilio's record: every field is shown, none can be edited, nothing to save.
+    page = response.content.decode()
     assert response.context["adminform"].form.fields == {}
-    assert rows["call"].sid in response.content.decode()
+    assert rows["call"].sid in page
+    assert 'name="_save"' not in page and 'name="_continue"' not in page
+    # An interrupted turn is said in words, not with the admin's green "yes" icon.
+    assert "icon-yes.svg" not in page and "cut off by the caller" in page
 
 
 # --- Model validation shown in the admin forms ------------------------------------------

@@ -174,8 +174,10 @@ def staff_url_names():
     return set(walk(get_resolver().url_patterns))
 
 
-def test_every_staff_url_is_in_the_table():
-    assert staff_url_names() - NOT_STAFF_PAGES == set(STAFF_URLS)
+def test_every_call_page_is_in_the_table():
+    """The call pages; tests/test_access.py holds every URL of the app."""
+    call_pages = {n for n in staff_url_names() - NOT_STAFF_PAGES if n.startswith("call")}
+    assert call_pages == set(STAFF_URLS)
 
 
 @pytest.mark.parametrize("name", sorted(STAFF_URLS))
