@@ -23,8 +23,5 @@ class Command(BaseCommand):
             return
         password = secrets.token_urlsafe(12)
         users.create_superuser("admin", "admin@localhost", password)
-        self.stdout.write(
-            self.style.WARNING(
-                f"Created dashboard user admin / {password} (change it in the admin)"
-            )
-        )
+        # One line, which scripts/run shows after everything has started.
+        self.stdout.write(f"admin / {password}   (a new account: the password is shown once)")
