@@ -38,7 +38,12 @@ def call_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "calls/call_list.html",
-        {"page": page, "form": form, "filters": filters.urlencode()},
+        {
+            "page": page,
+            "form": form,
+            "filters": filters.urlencode(),
+            "live": request.GET.get("status") == Call.Status.IN_PROGRESS,
+        },
     )
 
 

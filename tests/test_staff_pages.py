@@ -139,3 +139,38 @@ def test_hang_up_of_an_ended_call_sends_nothing(staff_client, live_call):
 
     assert response.status_code == 302
     assert nothing_received(layer, channel)
+
+
+def test_times_show_in_the_staff_members_time_zone_with_its_name(staff_client, live_call):
+    from calls.models import Call
+
+    Call.objects.filter(pk=live_call.pk).update(started_at="2026-07-01T12:00:00Z")
+    staff_client.cookies["tz"] = "America/New_York"
+    local = staff_client.get("/calls/").content.decode()
+    staff_client.cookies["tz"] = "Not/AZone"  # ignored: the server's zone (UTC) instead
+    server = staff_client.get("/calls/").content.decode()
+
+    assert "2026-07-01 08:00:00 EDT" in local
+    assert "2026-07-01 12:00:00 UTC" in server
+
+
+def test_calls_can_be_filtered_by_direction_and_by_how_they_ended(staff_client, live_call):
+    from calls.models import Call
+    from tests.factories import make_call
+
+    make_call("CA" + "8" * 32, direction="outbound-api", completion_reason="no_answer")
+
+    outbound = staff_client.get("/calls/?direction=outbound").context["page"]
+    unanswered = staff_client.get("/calls/?completion_reason=no_answer").context["page"]
+    inbound = staff_client.get("/calls/?direction=inbound").context["page"]
+
+    assert [c.sid for c in outbound] == [c.sid for c in unanswered] == ["CA" + "8" * 32]
+    assert live_call.sid in [c.sid for c in inbound]
+    assert Call.objects.count() == 2
+
+
+def test_the_live_now_list_refreshes_itself(staff_client, live_call):
+    page = staff_client.get("/calls/?status=in-progress").content.decode()
+
+    assert "<h1>Live now" in page and 'data-refresh-seconds="5"' in page
+    assert "live_list.js" in page

@@ -14,6 +14,7 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from calls.models import Call
+from calls.outcomes import CompletionReason
 from transcripts.models import CallSearch, Transcript
 from voiceagents.models import Agent
 
@@ -31,6 +32,15 @@ class CallFilterForm(forms.Form):
     )
     agent = forms.ModelChoiceField(Agent.objects.all(), required=False, empty_label="Any agent")
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Call.Status.choices])
+    direction = forms.ChoiceField(
+        required=False,
+        choices=[("", "In and out"), ("inbound", "Inbound"), ("outbound", "Outbound")],
+    )
+    completion_reason = forms.ChoiceField(
+        required=False,
+        label="Ended because",
+        choices=[("", "Any reason"), *CompletionReason.choices],
+    )
     outcome = forms.CharField(
         required=False,
         max_length=200,
@@ -114,6 +124,10 @@ def filter_calls(form: CallFilterForm) -> QuerySet[Call]:
         calls = calls.filter(agent=data["agent"])
     if data["status"]:
         calls = calls.filter(status=data["status"])
+    if data["direction"]:
+        calls = calls.filter(direction__startswith=data["direction"])  # outbound-api, -dial
+    if data["completion_reason"]:
+        calls = calls.filter(completion_reason=data["completion_reason"])
     if data["outcome"]:
         key, value = data["outcome"]
         calls = calls.filter(**{f"summary__outcome__{key}": value})
