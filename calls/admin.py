@@ -1,6 +1,8 @@
+from django.conf import settings
 from django.contrib import admin
 
 from calls.models import Call, PhoneNumber, Turn
+from calls.twilio_numbers import twilio_number_status
 
 
 @admin.register(PhoneNumber)
@@ -8,6 +10,15 @@ class PhoneNumberAdmin(admin.ModelAdmin):
     list_display = ["number", "agent", "label"]
     search_fields = ["number", "label"]
     list_select_related = ["agent"]
+    readonly_fields = ["voice_webhook", "in_twilio"]
+
+    @admin.display(description="Voice webhook to set in Twilio")
+    def voice_webhook(self, number: PhoneNumber) -> str:
+        return f"{settings.PUBLIC_BASE_URL}/twilio/voice (HTTP POST, under A call comes in)"
+
+    @admin.display(description="In your Twilio account")
+    def in_twilio(self, number: PhoneNumber) -> str:
+        return twilio_number_status(number.number) if number.pk else "(checked once saved)"
 
 
 class TurnInline(admin.TabularInline):

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.db import transaction
 from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from calls.models import Call, PhoneNumber
@@ -22,6 +23,7 @@ from voiceagents.models import Agent, MachineDetection
 
 log = logging.getLogger(__name__)
 PENDING_SID_PREFIX = "pending-"
+TWILIO_TIMEOUT_S = 10  # per REST request; twilio's own default is to wait for ever
 # What Twilio reports through the status callback; `completed` comes for every call.
 STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
 
@@ -31,7 +33,11 @@ class CallNotPlaced(Exception):
 
 
 def twilio_client() -> Client:
-    client = Client(settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN)
+    client = Client(
+        settings.TWILIO_ACCOUNT_SID,
+        settings.TWILIO_AUTH_TOKEN,
+        http_client=TwilioHttpClient(timeout=TWILIO_TIMEOUT_S),
+    )
     # Every Twilio REST request goes to the configured base (the fake in tests).
     client.api.base_url = settings.TWILIO_API_BASE_URL
     return client

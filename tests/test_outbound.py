@@ -203,3 +203,34 @@ def test_the_answer_request_must_name_the_call_it_is_about(client, agent, twilio
 
     assert response.status_code == 400
     assert Call.objects.get(pk=call.pk).sid == call.sid
+
+
+@pytest.mark.parametrize(
+    ("owned", "voice_url", "says"),
+    [
+        (False, "", "is not a number of Twilio account"),
+        (True, "https://old.example.com/voice", "but its voice webhook is https://old.example.com"),
+        (True, f"{PUBLIC_BASE_URL}/twilio/voice", "Yes, and its voice webhook points at this app."),
+    ],
+)
+def test_the_number_page_says_whether_twilio_has_the_number_and_where_it_points(
+    client, agent, twilio, owned, voice_url, says
+):
+    twilio.numbers = {AGENT_NUMBER} if owned else set()
+    twilio.voice_urls = {AGENT_NUMBER: voice_url}
+    client.force_login(get_user_model().objects.create_superuser("root"))
+
+    page = client.get(f"/admin/calls/phonenumber/{agent.phone_numbers.get().pk}/change/")
+
+    text = page.content.decode()
+    assert says in text
+    assert f"{PUBLIC_BASE_URL}/twilio/voice (HTTP POST" in text
+
+
+def test_without_twilio_credentials_the_number_page_says_what_to_set(client, agent, settings):
+    settings.TWILIO_ACCOUNT_SID = ""
+    client.force_login(get_user_model().objects.create_superuser("root"))
+
+    page = client.get(f"/admin/calls/phonenumber/{agent.phone_numbers.get().pk}/change/")
+
+    assert "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" in page.content.decode()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import hashlib
 import io
 import re
 import secrets
@@ -240,6 +241,7 @@ class _StoredRecording:
 
 PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})/Recordings/(RE[0-9a-f]{32})\.(\w+)$")
 CALLS_PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})/Calls\.json$")
+NUMBERS_PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})/IncomingPhoneNumbers\.json$")
 CALL_PATH = re.compile(r"^/2010-04-01/Accounts/(AC[0-9a-f]{32})/Calls/(CA[0-9a-f]{32})\.json$")
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 STATUS_CALLBACK_EVENTS = {"initiated", "ringing", "answered", "completed"}
@@ -260,6 +262,7 @@ class FakeTwilioApi:
         # accepted Calls.json requests (form fields, lists for repeated ones), and
         # scripted refusals by destination: {to: (status, code, message)}.
         self.numbers: set[str] = set()
+        self.voice_urls: dict[str, str] = {}  # number: its voice webhook, as set in Twilio
         self.created_calls: list[dict] = []
         self.refuse_calls_to: dict[str, tuple[int, int, str]] = {}
         # Live calls (sids the test says are in progress) may be updated with new TwiML
@@ -352,6 +355,8 @@ class FakeTwilioApi:
             self.requests.append(record)
             if CALLS_PATH.match(parts.path) and self._authorised(authorization):
                 answer = self._create_call(method, parts.path, form or {})
+            elif NUMBERS_PATH.match(parts.path) and self._authorised(authorization):
+                answer = self._list_numbers(method, parts.path, query)
             elif CALL_PATH.match(parts.path) and self._authorised(authorization):
                 answer = self._update_call(method, parts.path, form or {})
             else:
@@ -455,6 +460,40 @@ class FakeTwilioApi:
                     "api_version": "2010-04-01",
                     "date_created": email.utils.formatdate(usegmt=True),
                     "uri": f"/2010-04-01/Accounts/{account}/Calls/{sid}.json",
+                }
+            ),
+            {},
+        )
+
+    def _list_numbers(self, method: str, path: str, query: dict[str, list[str]]):
+        """GET IncomingPhoneNumbers.json, filtered by PhoneNumber, one page."""
+        if method != "GET":
+            return self._error(405, 20004, "Method not allowed")
+        account = NUMBERS_PATH.match(path).group(1)
+        if account != self.account_sid:
+            return self._error(404, 20404, f"The requested resource {path} was not found")
+        wanted = query.get("PhoneNumber", [None])[0]
+        page_size = int(query.get("PageSize", ["50"])[0])
+        numbers = sorted(n for n in self.numbers if wanted is None or n == wanted)[:page_size]
+        return (
+            200,
+            "application/json",
+            orjson.dumps(
+                {
+                    "incoming_phone_numbers": [
+                        {
+                            "sid": "PN" + hashlib.md5(n.encode()).hexdigest(),
+                            "account_sid": account,
+                            "phone_number": n,
+                            "voice_url": self.voice_urls.get(n, ""),
+                            "voice_method": "POST",
+                        }
+                        for n in numbers
+                    ],
+                    "page": 0,
+                    "page_size": page_size,
+                    "next_page_uri": None,
+                    "uri": path,
                 }
             ),
             {},
