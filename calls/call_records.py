@@ -5,6 +5,7 @@ import dataclasses
 import logging
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from calls.bridge import SaveTurn
@@ -98,3 +99,9 @@ def finalize_call(
 
 def record_transfer(call_pk: int, destination: str) -> None:
     Call.objects.filter(pk=call_pk).update(transferred_to=destination)
+
+
+def count_tool_call(call_pk: int, failed: bool) -> None:
+    Call.objects.filter(pk=call_pk).update(
+        tool_calls=F("tool_calls") + 1, tool_failures=F("tool_failures") + int(failed)
+    )

@@ -341,6 +341,9 @@ class MediaStreamConsumer(AsyncConsumer):
                 headers=tool.headers if tool else (),
                 signing_secret=tool.signing_secret if tool else "",
             )
+        # An error output (ours, or the tool's own {"error": …}) counts as a failure.
+        failed = output.startswith('{"error"')
+        self._write(call_records.count_tool_call, self.call_pk, failed)
         await self._guarded(self.bridge.on_tool_result, action.call_id, output)
 
     async def _transfer(self, action: TransferCall) -> None:

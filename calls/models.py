@@ -56,6 +56,9 @@ class Call(models.Model):
     context = models.JSONField(default=dict, blank=True)
     answered_by = models.CharField(max_length=32, blank=True)
     transferred_to = models.CharField(max_length=255, blank=True)
+    # HTTP tools the agent ran during the call, and how many gave the model an error.
+    tool_calls = models.PositiveIntegerField(default=0)
+    tool_failures = models.PositiveIntegerField(default=0)
     stream_sid = models.CharField(max_length=64, blank=True)
     # Whether Twilio was asked to record it: a post-call transcript is then on its way.
     recording_requested = models.BooleanField(default=False)
@@ -90,7 +93,11 @@ class Call(models.Model):
             ("hang_up_call", "Can end a live call"),
             ("place_call", "Can place outbound calls"),
         ]
-        indexes = [models.Index(fields=["-started_at", "-id"], name="call_newest_first")]
+        indexes = [
+            models.Index(fields=["-started_at", "-id"], name="call_newest_first"),
+            # The per-agent analytics and lists: one agent's calls over a period.
+            models.Index(fields=["agent", "started_at"], name="call_agent_started"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.sid} {self.from_number} → {self.to_number}"

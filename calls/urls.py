@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/calls/", api.call_list, name="api-calls"),
     path("api/calls/<str:sid>/", api.call_detail_view, name="api-call"),
     path("calls/", views.call_list, name="call-list"),
+    path("analytics/", views.analytics_page, name="analytics"),
     path("calls/<str:sid>/", views.call_detail, name="call-detail"),
     path("calls/<str:sid>/turns", views.call_turns, name="call-turns"),
     path("calls/<str:sid>/hang-up", views.hang_up, name="call-hang-up"),

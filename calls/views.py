@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from calls.analytics import PERIODS, analytics
 from calls.forms import PlaceCallForm
 from calls.models import Call
 from calls.outbound import CallNotPlaced, place_call
@@ -104,3 +105,28 @@ def place_call_view(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect(agent)
     messages.success(request, f"Calling {call.to_number}…")
     return redirect("call-detail", call.sid)
+
+
+@staff_permission_required("calls.view_call")
+def analytics_page(request: HttpRequest) -> HttpResponse:
+    """Per agent (?agent=<id>) or overall, over the last 7, 30 or 90 days (?days=)."""
+    days = int(request.GET.get("days")) if request.GET.get("days") in {"7", "30", "90"} else 30
+    agent = None
+    if request.GET.get("agent", "").isdigit():
+        agent = get_object_or_404(Agent, pk=int(request.GET["agent"]))
+    figures = analytics(days, agent)
+    chart = {
+        "days": [d["day"].isoformat() for d in figures.per_day],
+        "answered": [d["answered"] for d in figures.per_day],
+        "unanswered": [d["calls"] - d["answered"] for d in figures.per_day],
+        "failed": [d["failed"] for d in figures.per_day],
+        "cost": [float(round(d["cost"], 4)) for d in figures.per_day],
+    }
+    context = {
+        "figures": figures,
+        "agent": agent,
+        "agents": Agent.objects.filter(archived_at__isnull=True),
+        "periods": PERIODS,
+        "chart": chart,
+    }
+    return render(request, "calls/analytics.html", context)

@@ -71,6 +71,7 @@ OTHER_URLS = {
     # agent pages with Django's agent permissions (test_agent_pages.py goes through them).
     "home": ("get", "/", by_role(LOGIN, LOGIN, 200, 200)),
     "agent-list": ("get", "/agents/", STAFF_PAGE),
+    "analytics": ("get", "/analytics/", STAFF_PAGE),
     "agent-create": ("get", "/agents/new", STAFF_PAGE),
     "agent-detail": ("get", "/agents/{agent_pk}/", STAFF_PAGE),
     "agent-edit": ("get", "/agents/{agent_pk}/edit", STAFF_PAGE),

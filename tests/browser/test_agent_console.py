@@ -55,3 +55,26 @@ async def test_staff_build_an_agent_in_the_console_and_restore_a_version(page: P
     await expect(page.locator(".message")).to_contain_text("Version 1 restored as version 3")
     agent = await database_sync_to_async(Agent.objects.get)(name="Night line")
     assert agent.voice == "cedar"
+
+
+async def test_the_analytics_page_draws_its_charts(page: Page, staff_user):
+    from django.utils import timezone
+
+    from tests.factories import make_agent, make_call
+
+    def seed():
+        agent = make_agent(name="Bakery")
+        now = timezone.now()
+        for n in range(5):
+            make_call(f"CA{n:032x}", agent=agent, answered_at=now, duration_s=30.0 + n)
+        make_call("CA" + "e" * 32, agent=agent, completion_reason="no_answer")
+
+    await database_sync_to_async(seed)()
+    await log_in(page, "/analytics/")
+
+    await expect(page.locator("#fig-calls")).to_contain_text("6 (5 answered")
+    drawn = await page.evaluate(
+        "() => [Chart.getChart('calls-chart'), Chart.getChart('cost-chart')].every(Boolean)"
+    )
+    assert drawn  # and the page fixture fails on any console error, a CSP refusal included
+    await screenshot(page, "console-analytics")

@@ -153,6 +153,8 @@ async def test_http_tool_round_trip(agent, realtime, caller_for, tool_server):
         "arguments": {"order": "A42"},
     }
     assert output == TOOL_REPLY.decode()
+    stored, _ = await load_call(call.call_sid)
+    assert (stored.tool_calls, stored.tool_failures) == (1, 0)
     assert spoken(turns) == [
         ("agent", GREETING),
         ("caller", QUESTION),
@@ -173,12 +175,14 @@ async def test_failing_tool_gives_the_model_an_error_and_the_call_goes_on(
         url, expected = f"http://127.0.0.1:{free_port()}/orders", "tool unavailable: ConnectError"
     await add_lookup_tool(agent, url)
     try:
-        _, turns, output = await call_using_the_tool(realtime, caller_for)
+        call, turns, output = await call_using_the_tool(realtime, caller_for)
     finally:
         if server is not None:
             server.close()
 
     assert orjson.loads(output) == {"error": expected}
+    stored, _ = await load_call(call.call_sid)
+    assert (stored.tool_calls, stored.tool_failures) == (1, 1)  # for the analytics
     if server is not None:
         assert len(server.requests) == 1
     assert [t.speaker for t in turns] == ["agent", "caller", "tool", "agent"]
