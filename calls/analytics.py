@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Avg, Count, F, Min, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Avg, Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from calls.models import Call, Turn
+from calls.models import Call
 from calls.outcomes import USAGE_FIELDS
 from voiceagents.model_catalog import realtime_cost
 
@@ -69,6 +69,8 @@ def analytics(days: int, agent=None) -> Analytics:
         tool_calls=Sum("tool_calls"),
         tool_failures=Sum("tool_failures"),
         tokens=Sum("total_tokens"),
+        average_first_words_ms=Avg("first_words_ms"),
+        barge_ins=Sum("barge_ins"),
     )
     result.calls, result.answered, result.failed = (
         totals["calls"],
@@ -81,22 +83,9 @@ def analytics(days: int, agent=None) -> Analytics:
     result.tokens = totals["tokens"] or 0
     result.p95_duration_s = percentile(calls.filter(answered_at__isnull=False), "duration_s", 0.95)
 
-    # First words: from the stream's start to the agent's first audio (the first agent
-    # turn's start, which the bridge measures on the stream's clock).
-    first_words = calls.annotate(
-        first_words_ms=Subquery(
-            Turn.objects.filter(call=OuterRef("pk"), speaker="agent")
-            .order_by()
-            .values("call")
-            .annotate(first=Min("started_ms"))
-            .values("first")[:1]
-        )
-    )
-    result.average_first_words_ms = first_words.aggregate(a=Avg("first_words_ms"))["a"]
-    result.p95_first_words_ms = percentile(first_words, "first_words_ms", 0.95)
-    result.barge_ins = Turn.objects.filter(
-        call__in=calls.values("pk"), speaker="agent", interrupted=True
-    ).count()
+    result.average_first_words_ms = totals["average_first_words_ms"]
+    result.p95_first_words_ms = percentile(calls, "first_words_ms", 0.95)
+    result.barge_ins = totals["barge_ins"] or 0
 
     result.reasons = [
         (Call(completion_reason=row["completion_reason"]).get_completion_reason_display(), row["n"])

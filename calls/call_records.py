@@ -5,7 +5,7 @@ import dataclasses
 import logging
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
 from calls.bridge import SaveTurn
@@ -89,6 +89,10 @@ def finalize_call(
         for name in USAGE_FIELDS:
             setattr(call, name, getattr(call, name) + usage.get(name, 0))
         call.openai_error_count, call.openai_last_error = openai_errors[0], openai_errors[1][:100]
+        spoken = call.turns.filter(speaker="agent").aggregate(
+            first=Min("started_ms"), cut=Count("id", filter=Q(interrupted=True))
+        )
+        call.first_words_ms, call.barge_ins = spoken["first"], spoken["cut"]
         call.save()
         # After commit: the worker must see the finished row (and nothing is sent if the
         # transaction rolls back).

@@ -59,6 +59,11 @@ class Call(models.Model):
     # HTTP tools the agent ran during the call, and how many gave the model an error.
     tool_calls = models.PositiveIntegerField(default=0)
     tool_failures = models.PositiveIntegerField(default=0)
+    # From the stream's start to the agent's first audio (its first turn's start, on the
+    # stream clock the bridge keeps), and agent turns the caller cut off: set when the
+    # call ends, for the analytics.
+    first_words_ms = models.PositiveIntegerField(null=True, blank=True)
+    barge_ins = models.PositiveIntegerField(default=0)
     stream_sid = models.CharField(max_length=64, blank=True)
     # Whether Twilio was asked to record it: a post-call transcript is then on its way.
     recording_requested = models.BooleanField(default=False)

@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from calls.analytics import analytics, percentile
+from calls.call_records import finalize_call
 from calls.models import Call
 from tests.factories import make_agent, make_call, make_turn
 
@@ -24,7 +25,7 @@ def bakery_calls():
     other = make_agent(name="Florist")
     now = timezone.now()
     for n in range(1, 11):
-        call = make_call(
+        make_call(
             f"CA{n:032x}",
             agent=bakery,
             answered_at=now,
@@ -37,11 +38,9 @@ def bakery_calls():
             total_tokens=1200,
             tool_calls=2 if n == 1 else 0,
             tool_failures=1 if n == 1 else 0,
+            first_words_ms=100 * n,
+            barge_ins=1 if n <= 3 else 0,
         )
-        make_turn(call, 100 * n, "Hello, bakery.")
-        make_turn(call, 5000, "Later words.")
-        if n <= 3:
-            make_turn(call, 9000, "We open at", interrupted=True)
     make_call(
         "CA" + "f" * 32, agent=bakery, status=Call.Status.FAILED, completion_reason="openai_error"
     )
@@ -100,3 +99,16 @@ def test_the_page_shows_the_figures_to_staff_who_may_see_calls(bakery_calls):
     assert "12 (10 answered, 1 failed)" in page
     assert "average 55 s, 95th percentile 100 s" in page
     assert 'id="chart-data"' in page and "chart.umd.min" in page
+
+
+def test_a_call_keeps_its_first_word_latency_and_barge_ins_when_it_ends():
+    call = make_call(agent=make_agent())
+    make_turn(call, 640, "Hello, bakery.")
+    make_turn(call, 2000, "When do you open?", speaker="caller")
+    make_turn(call, 3100, "We open at", interrupted=True)
+    make_turn(call, 5200, "Seven.", interrupted=True)
+
+    finalize_call(call.pk, "caller_hangup", "", "", {})
+
+    call.refresh_from_db()
+    assert (call.first_words_ms, call.barge_ins) == (640, 2)
