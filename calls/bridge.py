@@ -31,7 +31,6 @@ from calls.openai_errors import (
 )
 from calls.outcomes import USAGE_FIELDS, CompletionReason
 from voiceagents.realtime import (
-    TELEPHONE_AUDIO_FORMAT,
     AgentConfig,
     ToolConfig,
     greeting_event,
@@ -42,7 +41,6 @@ from voiceagents.tool_schema import argument_problem
 
 log = logging.getLogger(__name__)
 
-ULAW_BYTES_PER_MS = 8
 TWILIO_FRAME_MS = 20
 # The stream clock's bounds: turns store their offset in a 32-bit column, and no call
 # lasts a day, so a timestamp outside this is a broken or hostile peer, not a clock.
@@ -440,12 +438,12 @@ class CallBridge:
         self.formats_checked = True
         audio = event["session"]["audio"]
         formats = (audio["input"]["format"]["type"], audio["output"]["format"]["type"])
-        wanted = TELEPHONE_AUDIO_FORMAT["type"]
+        wanted = self.agent.audio.realtime["type"]
         if formats == (wanted, wanted):
             return []
         message = (
             f"OpenAI applied audio formats {formats[0]} in and {formats[1]} out; "
-            f"phone audio needs {wanted} both ways."
+            f"this call's audio needs {wanted} both ways."
         )
         log.error("call %s: %s Ending the call.", self.call_sid, message)
         return self._end(CompletionReason.OPENAI_ERROR, "audio_format_mismatch", message)
@@ -456,14 +454,14 @@ class CallBridge:
             return []  # audio of a response the caller interrupted: never play it
         item = self._item(event["item_id"], response_id)
         delta = event["delta"]
-        chunk_ms = base64_audio_bytes(delta) // ULAW_BYTES_PER_MS
+        chunk_ms = base64_audio_bytes(delta) // self.agent.audio.bytes_per_ms
         chunk_start_ms = max(self.stream_ms, self.playback_end_ms)
         if item.started_ms is None:
             item.started_ms = chunk_start_ms
         if not self.pending_marks:
             self.play_anchor_ms = self.stream_ms  # nothing queued: it starts playing now
         item.generated_bytes += base64_audio_bytes(delta)
-        item.generated_ms = item.generated_bytes // ULAW_BYTES_PER_MS
+        item.generated_ms = item.generated_bytes // self.agent.audio.bytes_per_ms
         self.playback_end_ms = chunk_start_ms + chunk_ms
         self.mark_seq += 1
         mark_name = str(self.mark_seq)

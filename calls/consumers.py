@@ -3,6 +3,7 @@ OpenAI Realtime socket. All decisions are the bridge's; this module only does I/
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 
 from channels.consumer import AsyncConsumer
@@ -111,21 +112,28 @@ class MediaStreamConsumer(AsyncConsumer):
             await self.send({"type": "websocket.close", "code": 4403})
             return
         call_sid = read_stream_token(token)
-        claimed = (
-            await database_sync_to_async(call_records.claim_stream)(call_sid) if call_sid else None
-        )
+        if not call_sid:
+            log.warning("refused media stream: token invalid or expired")
+            await self.send({"type": "websocket.close", "code": 4403})
+            return
+        await self._start_call(call_sid, stream_token=token)
+
+    async def _start_call(
+        self, call_sid: str, stream_token: str = "", audio: realtime.AudioFormat | None = None
+    ) -> bool:
+        """Claim the call's one stream, accept the socket and open the Realtime session."""
+        claimed = await database_sync_to_async(call_records.claim_stream)(call_sid)
         if claimed is None:
             # Closing before accepting answers the handshake with 403: no OpenAI session
             # is ever opened for a socket that has not proven which call it belongs to.
-            log.warning(
-                "refused media stream: token %s",
-                "unknown call or reused" if call_sid else "invalid or expired",
-            )
+            log.warning("refused media stream of call %s: unknown, ended or reused", call_sid)
             await self.send({"type": "websocket.close", "code": 4403})
-            return
+            return False
         self.call_pk, agent = claimed
+        if audio is not None:
+            agent = dataclasses.replace(agent, audio=audio)
         current_call_sid.set(call_sid)
-        self.bridge = CallBridge(call_sid, agent, stream_token=token)
+        self.bridge = CallBridge(call_sid, agent, stream_token=stream_token)
         # Staff may end the call from the dashboard served by any web process.
         await self.channel_layer.group_add(call_group(call_sid), self.channel_name)
         await self.send({"type": "websocket.accept"})
@@ -138,6 +146,7 @@ class MediaStreamConsumer(AsyncConsumer):
         self._spawn(self._expect_start())
         if agent.max_call_duration_s:
             self._spawn(self._enforce_time_limit(agent.max_call_duration_s))
+        return True
 
     def _handshake_signed_by_twilio(self, token: str) -> bool:
         """Twilio signs the handshake like a webhook, over the wss:// URL without

@@ -34,7 +34,12 @@ class CallFilterForm(forms.Form):
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Call.Status.choices])
     direction = forms.ChoiceField(
         required=False,
-        choices=[("", "In and out"), ("inbound", "Inbound"), ("outbound", "Outbound")],
+        choices=[
+            ("", "Any direction"),
+            ("inbound", "Inbound"),
+            ("outbound", "Outbound"),
+            ("browser", "Browser test calls"),
+        ],
     )
     completion_reason = forms.ChoiceField(
         required=False,

@@ -18,6 +18,18 @@ TELEPHONE_AUDIO_FORMAT = {"type": "audio/pcmu"}
 
 
 @dataclass(frozen=True)
+class AudioFormat:
+    """The audio a call's transport carries, passed through to the Realtime API as is."""
+
+    realtime: dict  # the session's audio format, both ways
+    bytes_per_ms: int
+
+
+PHONE_AUDIO = AudioFormat(TELEPHONE_AUDIO_FORMAT, 8)  # Twilio: µ-law, 8 kHz
+BROWSER_AUDIO = AudioFormat({"type": "audio/pcm", "rate": 24000}, 48)  # 16-bit, 24 kHz
+
+
+@dataclass(frozen=True)
 class ToolConfig:
     name: str
     kind: str  # voiceagents.models.Tool.Kind
@@ -101,6 +113,7 @@ class AgentConfig:
     reasoning_effort: str = ""
     idle_timeout_ms: int | None = None
     max_call_duration_s: int | None = None
+    audio: AudioFormat = PHONE_AUDIO
 
     @classmethod
     def from_agent(cls, agent) -> "AgentConfig":
@@ -165,7 +178,7 @@ def turn_detection_config(agent: AgentConfig) -> dict:
 def session_update_event(agent: AgentConfig) -> dict:
     """The GA `session.update` that configures a phone session for this agent."""
     audio_input: dict = {
-        "format": TELEPHONE_AUDIO_FORMAT,
+        "format": agent.audio.realtime,
         "noise_reduction": {"type": agent.noise_reduction} if agent.noise_reduction else None,
         "turn_detection": turn_detection_config(agent),
     }
@@ -184,7 +197,7 @@ def session_update_event(agent: AgentConfig) -> dict:
         "audio": {
             "input": audio_input,
             "output": {
-                "format": TELEPHONE_AUDIO_FORMAT,
+                "format": agent.audio.realtime,
                 "voice": agent.voice,
                 "speed": agent.speed,
             },

@@ -47,14 +47,20 @@ def staff_user(transactional_db):
 
 
 @pytest.fixture
-async def page(browser_app) -> AsyncIterator[Page]:
+def chromium_args() -> list[str]:
+    """Extra command-line switches for Chromium; a test module may override this."""
+    return []
+
+
+@pytest.fixture
+async def page(browser_app, chromium_args) -> AsyncIterator[Page]:
     """A fresh browser page on the app; any JavaScript error on it fails the test."""
     errors: list[str] = []
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=chromium_path(),
             # Root in a container has no user namespaces for Chromium's sandbox.
-            args=["--no-sandbox"],
+            args=["--no-sandbox", *chromium_args],
         )
         context = await browser.new_context(
             base_url=browser_app.base_url, viewport={"width": 1280, "height": 800}
