@@ -72,6 +72,10 @@ OTHER_URLS = {
     "home": ("get", "/", by_role(LOGIN, LOGIN, 200, 200)),
     "agent-list": ("get", "/agents/", STAFF_PAGE),
     "analytics": ("get", "/analytics/", STAFF_PAGE),
+    "tool-list": ("get", "/tools/", STAFF_PAGE),
+    "tool-create": ("get", "/tools/new", STAFF_PAGE),
+    "tool-edit": ("get", "/tools/{tool_pk}/", STAFF_PAGE),
+    "tool-test": ("post", "/tools/{tool_pk}/test", STAFF_PAGE | {"superuser": 200}),
     "agent-create": ("get", "/agents/new", STAFF_PAGE),
     "agent-detail": ("get", "/agents/{agent_pk}/", STAFF_PAGE),
     "agent-edit": ("get", "/agents/{agent_pk}/edit", STAFF_PAGE),
@@ -171,6 +175,7 @@ def table(every_model_has_a_row, reviewed_call):  # noqa: F811
         "call_pk": reviewed_call.pk,
         "user_pk": every_model_has_a_row[get_user_model()].pk,
         "agent_pk": reviewed_call.agent.pk,
+        "tool_pk": every_model_has_a_row[Tool].pk,
     }
     record_version(reviewed_call.agent)  # version 1, to restore
     other = {

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from calls.views import place_call_view
-from voiceagents import agent_views
+from voiceagents import agent_views, tool_views
 from voiceagents.health import healthz
 from voiceagents.home import home
 
@@ -15,6 +15,10 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("", home, name="home"),
     path("agents/", agent_views.agent_list, name="agent-list"),
+    path("tools/", tool_views.tool_list, name="tool-list"),
+    path("tools/new", tool_views.tool_create, name="tool-create"),
+    path("tools/<int:pk>/", tool_views.tool_edit, name="tool-edit"),
+    path("tools/<int:pk>/test", tool_views.tool_test, name="tool-test"),
     path("agents/new", agent_views.agent_create, name="agent-create"),
     path("agents/<int:pk>/", agent_views.agent_detail, name="agent-detail"),
     path("agents/<int:pk>/edit", agent_views.agent_edit, name="agent-edit"),
