@@ -361,6 +361,8 @@ class CallBridge:
         except (KeyError, TypeError):
             return self._malformed_twilio("dtmf without digit")
         note = f"[caller pressed {digit}]"
+        if not self.agent.dtmf_to_model:
+            return [self._remember(SaveTurn("caller", note, self.stream_ms))]
         item = {
             "type": "message",
             "role": "user",

@@ -617,6 +617,17 @@ def test_dtmf_is_noted_in_the_conversation_and_answered(bridge):
     assert of_type(actions, SaveTurn)[0].text == "[caller pressed 5]"
 
 
+def test_dtmf_only_shows_in_the_transcript_when_the_agent_says_so():
+    quiet = CallBridge(CALL_SID, agent_config(dtmf_to_model=False), stream_token=TOKEN)
+    quiet.on_twilio_text(twilio("connected", protocol="Call", version="1.0.0"))
+    quiet.on_twilio_text(start_msg())
+
+    actions = dtmf(quiet, "7")
+
+    assert sent_openai(actions) == []
+    assert [t.text for t in of_type(actions, SaveTurn)] == ["[caller pressed 7]"]
+
+
 def test_dtmf_waits_for_a_response_or_a_caller_turn_already_under_way(bridge):
     bridge.on_openai_text(openai("response.created", response={"id": "r1"}))
     assert [e["type"] for e in sent_openai(dtmf(bridge, "1"))] == ["conversation.item.create"]

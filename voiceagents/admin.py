@@ -42,7 +42,7 @@ class AgentAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Tools", {"fields": ["end_call_enabled", "transfer_to", "tools"]}),
+        ("Tools", {"fields": ["end_call_enabled", "transfer_to", "dtmf_to_model", "tools"]}),
         ("Outbound calls", {"fields": ["machine_detection", "voicemail_message"]}),
         (
             "After the call",

@@ -20,7 +20,7 @@ SECTIONS = [
     ("Semantic VAD", ["semantic_eagerness"], TurnDetection.SEMANTIC_VAD),
     (
         "During the call",
-        ["end_call_enabled", "transfer_to", "max_call_duration_s", "tools"],
+        ["end_call_enabled", "transfer_to", "max_call_duration_s", "dtmf_to_model", "tools"],
         None,
     ),
     ("Calling out", ["machine_detection", "voicemail_message"], None),

@@ -285,6 +285,12 @@ class Agent(models.Model):
         help_text="A number (E.164) or SIP address: the agent may put callers through to it "
         "(the built-in transfer_call tool) after telling them. Empty: no transfers.",
     )
+    dtmf_to_model = models.BooleanField(
+        "keypresses to the agent",
+        default=True,
+        help_text="A key the caller presses reaches the agent as '[caller pressed 5]' and it "
+        "answers. Off: keypresses only show in the transcript.",
+    )
     end_call_enabled = models.BooleanField(
         "can hang up",
         default=True,

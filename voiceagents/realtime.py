@@ -114,6 +114,7 @@ class AgentConfig:
     idle_timeout_ms: int | None = None
     max_call_duration_s: int | None = None
     audio: AudioFormat = PHONE_AUDIO
+    dtmf_to_model: bool = True
 
     @classmethod
     def from_agent(cls, agent) -> "AgentConfig":
@@ -148,6 +149,7 @@ class AgentConfig:
             reasoning_effort=agent.reasoning_effort,
             idle_timeout_ms=agent.idle_timeout_ms,
             max_call_duration_s=agent.max_call_duration_s,
+            dtmf_to_model=agent.dtmf_to_model,
         )
 
     def tool(self, name: str) -> ToolConfig | None:
