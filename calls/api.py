@@ -1,52 +1,17 @@
-"""API for integrations, behind a bearer token: calls with their turns and usage, and
-placing an outbound call (POST /api/calls/, the write scope)."""
-
-import functools
+"""The calls part of the API (voiceagents/rest_api.py routes to it, behind a bearer
+token): calls with their turns and usage, and placing an outbound call."""
 
 import orjson
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods
 
 from calls.models import Call, PhoneNumber
 from calls.outbound import CallNotPlaced, place_call
 from calls.outcomes import USAGE_FIELDS
 from calls.phone import is_e164
-from voiceagents.models import Agent, ApiToken
+from voiceagents.models import Agent
 
 MAX_PAGE_SIZE = 200
-
-
-def api_token_required(scope: str):
-    """A valid, unexpired bearer token (else 401) whose scopes include `scope` (else 403);
-    the view gets the token as `request.api_token`."""
-
-    def decorator(view):
-        @functools.wraps(view)
-        def wrapped(request: HttpRequest, *args, **kwargs):
-            scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
-            token = (
-                ApiToken.find_active(raw.strip()) if scheme.lower() == "bearer" and raw else None
-            )
-            if token is None:
-                response = JsonResponse(
-                    {"error": "a valid, unexpired API token is required"}, status=401
-                )
-                response["WWW-Authenticate"] = "Bearer"
-                return response
-            if not token.allows(scope):
-                return JsonResponse(
-                    {"error": f"this API token does not have the {scope} scope"}, status=403
-                )
-            ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
-            request.api_token = token
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
 
 
 def call_summary(call: Call) -> dict:
@@ -149,13 +114,6 @@ def _bounded_int(raw: str | None, default: int, upper: int) -> int | None:
     return value if 0 <= value <= upper else None
 
 
-@csrf_exempt  # a bearer token, never a cookie, authenticates these requests
-@require_http_methods(["GET", "POST"])
-def call_list(request: HttpRequest) -> JsonResponse:
-    return place_call_from_api(request) if request.method == "POST" else list_calls(request)
-
-
-@api_token_required("write")
 def place_call_from_api(request: HttpRequest) -> JsonResponse:
     """{"to": "+1555…", "agent": <id or name>, "from": "+1555…" (optional: the agent's
     first number), "context": {"name": …, "notes": …}} → 201 with the call."""
@@ -207,7 +165,6 @@ def outbound_request_problem(body) -> tuple[str, Agent | None, PhoneNumber | Non
     return "", agent, from_number
 
 
-@api_token_required("read_calls")
 def list_calls(request: HttpRequest) -> JsonResponse:
     limit = _bounded_int(request.GET.get("limit"), 50, MAX_PAGE_SIZE)
     offset = _bounded_int(request.GET.get("offset"), 0, 10**9)
@@ -223,8 +180,6 @@ def list_calls(request: HttpRequest) -> JsonResponse:
     )
 
 
-@require_GET
-@api_token_required("read_calls")
 def call_detail_view(request: HttpRequest, sid: str) -> JsonResponse:
     call = get_object_or_404(Call.objects.select_related("agent"), sid=sid)
-    return JsonResponse(call_detail(call, request.api_token.allows("read_transcripts")))
+    return JsonResponse(call_detail(call, request.auth.allows("read_transcripts")))

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from calls import api, outbound_webhooks, views, webhooks
+from calls import outbound_webhooks, views, webhooks
 
 urlpatterns = [
     path("twilio/voice", webhooks.incoming_call, name="twilio-voice"),
@@ -11,8 +11,6 @@ urlpatterns = [
         name="twilio-outbound-answer",
     ),
     path("twilio/call-status", outbound_webhooks.call_status, name="twilio-call-status"),
-    path("api/calls/", api.call_list, name="api-calls"),
-    path("api/calls/<str:sid>/", api.call_detail_view, name="api-call"),
     path("calls/", views.call_list, name="call-list"),
     path("analytics/", views.analytics_page, name="analytics"),
     path("calls/<str:sid>/", views.call_detail, name="call-detail"),

@@ -5,6 +5,7 @@ test_every_url_has_an_access_rule. The admin's model pages follow one rule (belo
 generated per registered model; the permission-by-permission checks of the staff pages
 are in test_review_pages.py."""
 
+import re
 from unittest import mock
 
 import pytest
@@ -65,8 +66,11 @@ OTHER_URLS = {
         "/twilio/call-status?call={call_pk}",
         by_role(403, 403, 403, 403),
     ),
-    "api-calls": ("get", "/api/calls/", by_role(401, 401, 401, 401)),
-    "api-call": ("get", f"/api/calls/{SID}/", by_role(401, 401, 401, 401)),
+    # The API's schema and docs hold no data; its root is empty; every operation wants a
+    # token (api_urls() below).
+    "api:openapi-json": ("get", "/api/schema", by_role(200, 200, 200, 200)),
+    "api:openapi-view": ("get", "/api/docs", by_role(200, 200, 200, 200)),
+    "api:api-root": ("get", "/api/", by_role(404, 404, 404, 404)),
     # The console: home for any staff member (each part checks its own permission), the
     # agent pages with Django's agent permissions (test_agent_pages.py goes through them).
     "home": ("get", "/", by_role(LOGIN, LOGIN, 200, 200)),
@@ -134,6 +138,39 @@ def admin_model_urls(objects: dict) -> dict:
     return table
 
 
+# The API's operations by what their name starts with: the method they answer.
+API_METHODS = {
+    "list_": "get",
+    "get_": "get",
+    "create_": "post",
+    "place_": "post",
+    "hang_": "post",
+    "update_": "patch",
+    "archive_": "delete",
+    "delete_": "delete",
+}
+
+
+def api_urls() -> dict:
+    """Every API operation: 401 for every role, since only a token opens it."""
+    table = {}
+    api_resolver = next(
+        p
+        for p in get_resolver().url_patterns
+        if isinstance(p, URLResolver) and p.namespace == "api"
+    )
+    for pattern in api_resolver.url_patterns:
+        name = pattern.name
+        if f"api:{name}" in OTHER_URLS:
+            continue
+        method = next(m for prefix, m in API_METHODS.items() if name.startswith(prefix))
+        path = "/api/" + re.sub(
+            r"<(?:\w+:)?(\w+)>", lambda m: SID if m[1] == "sid" else "1", str(pattern.pattern)
+        )
+        table[f"api:{name}"] = (method, path, by_role(401, 401, 401, 401))
+    return table
+
+
 def url_names() -> set[str]:
     def walk(patterns, namespace=None):
         for pattern in patterns:
@@ -182,7 +219,7 @@ def table(every_model_has_a_row, reviewed_call):  # noqa: F811
         name: (method, path.format(**ids), expected)
         for name, (method, path, expected) in OTHER_URLS.items()
     }
-    return other | staff_urls() | admin_model_urls(every_model_has_a_row)
+    return other | staff_urls() | admin_model_urls(every_model_has_a_row) | api_urls()
 
 
 def role_client(role: str) -> Client:

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "ninja",  # its templates and static files: the API docs work without a CDN
     "voiceagents",
     "calls",
     "transcripts",

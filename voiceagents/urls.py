@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from calls.views import place_call_view
-from voiceagents import agent_views, tool_views
+from voiceagents import agent_views, rest_api, tool_views
 from voiceagents.health import healthz
 from voiceagents.home import home
 
@@ -13,6 +13,7 @@ admin.site.site_url = "/"  # the admin's "View site" link: the console
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("api/", rest_api.api.urls),
     path("", home, name="home"),
     path("agents/", agent_views.agent_list, name="agent-list"),
     path("tools/", tool_views.tool_list, name="tool-list"),

@@ -78,3 +78,11 @@ async def test_the_analytics_page_draws_its_charts(page: Page, staff_user):
     )
     assert drawn  # and the page fixture fails on any console error, a CSP refusal included
     await screenshot(page, "console-analytics")
+
+
+async def test_the_api_docs_render_from_our_own_static_files(page: Page):
+    await page.goto("/api/docs")
+
+    await expect(page.locator(".opblock").first).to_be_visible()
+    assert await page.locator(".opblock").count() >= 15  # every operation of the API
+    await screenshot(page, "api-docs")
