@@ -19,6 +19,7 @@ from tests.factories import make_number
 from tests.test_review_pages import SID, STAFF_URLS, reviewed_call  # noqa: F401 - a fixture
 from voiceagents.models import ApiToken, Tool
 from voiceagents.versions import record_version
+from voiceagents.voice_preview import preview_path, wav_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -81,6 +82,7 @@ OTHER_URLS = {
     "tool-edit": ("get", "/tools/{tool_pk}/", STAFF_PAGE),
     "tool-test": ("post", "/tools/{tool_pk}/test", STAFF_PAGE | {"superuser": 200}),
     "agent-create": ("get", "/agents/new", STAFF_PAGE),
+    "voice-preview": ("get", "/agents/voices/marin.wav", STAFF_PAGE),
     "agent-detail": ("get", "/agents/{agent_pk}/", STAFF_PAGE),
     "agent-edit": ("get", "/agents/{agent_pk}/edit", STAFF_PAGE),
     "agent-duplicate": ("post", "/agents/{agent_pk}/duplicate", STAFF_PAGE | {"superuser": 302}),
@@ -206,7 +208,10 @@ def every_model_has_a_row(reviewed_call):  # noqa: F811 - the fixture imported a
 
 
 @pytest.fixture
-def table(every_model_has_a_row, reviewed_call):  # noqa: F811
+def table(every_model_has_a_row, reviewed_call, settings, tmp_path):  # noqa: F811
+    settings.VAR_DIR = tmp_path  # a stored voice preview: no request to OpenAI
+    preview_path("marin").parent.mkdir(parents=True)
+    preview_path("marin").write_bytes(wav_bytes(b"\0\0" * 240))
     ids = {
         "call_type": ContentType.objects.get_for_model(type(reviewed_call)).pk,
         "call_pk": reviewed_call.pk,

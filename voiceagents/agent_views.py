@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Avg, Count, Max, Q
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -18,8 +18,9 @@ from django.views.decorators.http import require_POST
 from calls.forms import PlaceCallForm
 from voiceagents.access import staff_permission_required
 from voiceagents.agent_form import AgentForm, model_table
-from voiceagents.models import Agent
+from voiceagents.models import Agent, Voice
 from voiceagents.versions import record_version, restore
+from voiceagents.voice_preview import PreviewFailed, preview
 
 RECENT_CALLS = 10
 
@@ -150,3 +151,16 @@ def agent_restore_version(request: HttpRequest, pk: int, number: int) -> HttpRes
         return redirect(agent)
     messages.success(request, f"Version {number} restored as version {new.number}.")
     return redirect(agent)
+
+
+@staff_permission_required("voiceagents.view_agent")
+def voice_preview(request: HttpRequest, voice: str) -> HttpResponse:
+    if voice not in Voice.values:
+        raise Http404("no such voice")
+    try:
+        path = preview(voice)
+    except PreviewFailed as exc:
+        return HttpResponse(f"No preview of {voice}: {exc}", status=502, content_type="text/plain")
+    response = FileResponse(path.open("rb"), content_type="audio/wav")
+    response["Cache-Control"] = "private, max-age=86400"
+    return response

@@ -21,6 +21,7 @@ urlpatterns = [
     path("tools/<int:pk>/", tool_views.tool_edit, name="tool-edit"),
     path("tools/<int:pk>/test", tool_views.tool_test, name="tool-test"),
     path("agents/new", agent_views.agent_create, name="agent-create"),
+    path("agents/voices/<str:voice>.wav", agent_views.voice_preview, name="voice-preview"),
     path("agents/<int:pk>/", agent_views.agent_detail, name="agent-detail"),
     path("agents/<int:pk>/edit", agent_views.agent_edit, name="agent-edit"),
     path("agents/<int:pk>/duplicate", agent_views.agent_duplicate, name="agent-duplicate"),

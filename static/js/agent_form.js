@@ -22,6 +22,11 @@
     const effort = form.querySelector("#field-reasoning_effort");
     effort.hidden = !reasoning && !effort.classList.contains("has-error");
   }
+  const voice = form.querySelector("[name=voice]");
+  const preview = document.getElementById("voice-preview");
+  voice.addEventListener("change", () => {
+    preview.src = preview.dataset.src.replace("VOICE", voice.value);
+  });
   mode.addEventListener("change", showMode);
   model.addEventListener("change", markModel);
   showMode();
