@@ -32,6 +32,7 @@ def browser_app(django_db_setup, django_db_blocker, realtime_server) -> DaphnePr
             "OPENAI_BASE_URL": realtime_server.base_url,
             # Each test logs in through the form; other runs may share this Redis.
             "RATE_LIMIT_LOGIN_PER_MIN": "0",
+            "TOOL_EGRESS_ALLOW": "127.0.0.0/8",  # tools the tests make point at loopback
         },
         "browser",
     )

@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 from playwright.async_api import Page, expect
 
 from tests.browser.conftest import log_in, screenshot
-from voiceagents.models import Agent
+from voiceagents.models import Agent, Tool
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -86,3 +86,30 @@ async def test_the_api_docs_render_from_our_own_static_files(page: Page):
     await expect(page.locator(".opblock").first).to_be_visible()
     assert await page.locator(".opblock").count() >= 15  # every operation of the API
     await screenshot(page, "api-docs")
+
+
+async def test_staff_make_a_tool_from_the_form_and_give_it_to_an_agent(page: Page, staff_user):
+    await log_in(page, "/tools/")
+    await page.click("text=New tool")
+    await page.fill("#id_name", "lookup_order")
+    await page.fill("#id_description", "Look up an order by its number.")
+    await page.fill("#id_url", "http://127.0.0.1:9/lookup")
+    await page.fill("[name=param-0-name]", "order")
+    await page.fill("[name=param-0-description]", "The order number")
+    await page.check("[name=param-0-required]")
+    await page.fill("[name=headers-0-name]", "Authorization")
+    await page.fill("[name=headers-0-value]", "Bearer s3cret")
+    await page.click("button:text-is('Save')")
+    await expect(page.locator(".message")).to_contain_text("lookup_order saved")
+    await expect(page.locator("[name=headers-0-value]")).to_have_value("")  # never shown back
+    await screenshot(page, "console-tool")
+
+    tool = await database_sync_to_async(Tool.objects.get)()
+    assert tool.parameters["required"] == ["order"]
+    await page.goto("/agents/new")
+    await page.fill("#id_name", "Orders")
+    await page.fill("#id_instructions", "You help callers with their orders.")
+    await page.check("#field-tools >> text=lookup_order")
+    await page.click("text=Create agent")
+    await expect(page.locator("h1")).to_have_text("Orders")
+    await expect(page.locator(".call-facts")).to_contain_text("lookup_order")
