@@ -97,6 +97,7 @@ def app_env(env: dict[str, str]) -> dict[str, str]:
         "TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID,
         "OPENAI_API_KEY": TEST_OPENAI_KEY,
         "LOG_LEVEL": "INFO",
+        "WEB_PROCESSES": "1",  # tests that want several say so
         **env,
     }
 

@@ -7,6 +7,7 @@ start-up fails with a message naming the missing variable.
 
 import base64
 import ipaddress
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -151,6 +152,17 @@ if REDIS_URL:
     CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# Daphne processes sharing the web port (voiceagents/web_server.py): every core when
+# Redis carries the channel layer, else one, since an in-process layer cannot reach a call
+# held by another process (a staff hang-up would be lost).
+WEB_PROCESSES = env_int("WEB_PROCESSES", (os.cpu_count() or 1) if REDIS_URL else 1)
+if WEB_PROCESSES > 1 and not REDIS_URL:
+    raise ImproperlyConfigured(
+        f"WEB_PROCESSES={WEB_PROCESSES} needs REDIS_URL: without Redis each process has its "
+        "own channel layer, and a staff hang-up or live page would miss calls held by "
+        "another process. Set REDIS_URL, or WEB_PROCESSES=1."
+    )
 
 # The cache holds rate-limit counters: shared through Redis when there are several web
 # processes, in-process otherwise.

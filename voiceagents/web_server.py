@@ -10,13 +10,23 @@ crosses the limit. The client gets 413 and the connection closes; the bytes it i
 sending are read and dropped (so it can read the 413 rather than a reset) for at most
 REFUSED_BODY_LINGER_S.
 
+With WEB_PROCESSES above one (the default when Redis is configured: one per core), it
+binds the port itself and runs that many Daphne processes on it (`supervise`).
+
 Run it exactly like Daphne: `python -m voiceagents.web_server -b HOST -p PORT
 voiceagents.asgi:application` (scripts/run, the Dockerfile and the tests do). The swap
 is one module attribute, `daphne.server.HTTPFactory`, which Daphne 4 reads when its
 server starts; tests/test_request_limits.py fails if a Daphne upgrade stops using it.
 """
 
+import argparse
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import daphne.server
 from daphne.cli import CommandLineInterface
@@ -109,8 +119,108 @@ class BoundedHTTPFactory(HTTPFactory):
         return protocol
 
 
+# --- Several processes on one port ----------------------------------------------------
+SYSTEMD_FIRST_FD = 3  # where Twisted's "systemd:" endpoint finds an inherited socket
+CHILD_MARK = "VOICEAGENTS_WEB_CHILD"
+
+
+def web_processes() -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceagents.settings")
+    from django.conf import settings
+
+    return settings.WEB_PROCESSES  # the settings refuse several without Redis
+
+
+def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """`count` sockets on one port (SO_REUSEPORT): the kernel spreads new connections
+    over them by hashing each connection, where one shared socket would let whichever
+    process wakes first take a whole burst."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        port = sock.getsockname()[1]  # port 0: the others join the one the first got
+        sock.listen(1024)
+        sockets.append(sock)
+    return sockets
+
+
+def supervise(processes: int, argv: list[str]) -> int:
+    """Bind the port (one SO_REUSEPORT socket per process) and start `processes` Daphne
+    processes, each accepting on its socket: the kernel hands each new connection to
+    one of them, so a machine's calls spread over its cores. Each child gets its socket
+    on fd 3, as systemd would pass it. When one child exits, the others are stopped and
+    its status returned: restarting is the job of whatever runs this (Docker, systemd)."""
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("-b", "--bind", dest="host", default="127.0.0.1")
+    where.add_argument("-p", "--port", type=int, default=8000)
+    known, rest = where.parse_known_args(argv)
+    sockets = listening_sockets(known.host, known.port, processes)
+    domain = "INET6" if sockets[0].family == socket.AF_INET6 else "INET"
+    command = [
+        sys.executable,
+        "-m",
+        "voiceagents.web_server",
+        "-e",
+        f"systemd:domain={domain}:index=0",
+        *rest,
+    ]
+
+    def give(sock: socket.socket):
+        def inherit_socket() -> None:  # in the child, before exec
+            os.dup2(sock.fileno(), SYSTEMD_FIRST_FD)
+
+        return inherit_socket
+
+    children = [
+        subprocess.Popen(
+            command,
+            preexec_fn=give(sock),
+            pass_fds=(sock.fileno(), SYSTEMD_FIRST_FD),
+            env={**os.environ, CHILD_MARK: "1"},
+        )
+        for sock in sockets
+    ]
+    logger.warning(
+        "Web server: %d processes on %s:%d (pids %s)",
+        processes,
+        known.host,
+        known.port,
+        " ".join(str(c.pid) for c in children),
+    )
+
+    def stop(signum, frame) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while True:
+        for child in children:
+            if (status := child.poll()) is not None:
+                stop(signal.SIGTERM, None)
+                for other in children:
+                    other.wait()
+                return status
+        time.sleep(0.2)
+
+
 def main() -> None:
     daphne.server.HTTPFactory = BoundedHTTPFactory
+    if os.environ.pop(CHILD_MARK, None):
+        # Started by supervise() with the socket on fd 3. Twisted's "systemd:" endpoint
+        # reads LISTEN_FDS once, when imported, and another reader may take it first;
+        # so it is told directly which descriptor it inherited.
+        from twisted.internet.endpoints import _SystemdParser
+        from twisted.python.systemd import ListenFDs
+
+        _SystemdParser._sddaemon = ListenFDs([SYSTEMD_FIRST_FD])
+    elif (processes := web_processes()) > 1:
+        sys.exit(supervise(processes, sys.argv[1:]))
     CommandLineInterface.entrypoint()
 
 
