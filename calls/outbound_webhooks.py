@@ -8,6 +8,7 @@ rest of the URL), since Twilio may ask before `calls.create` has even returned t
                            here with Twilio's reason, without an OpenAI session
 """
 
+import functools
 import logging
 
 from django import forms
@@ -71,13 +72,23 @@ def the_call(request: HttpRequest) -> tuple[Call | None, OutboundCallForm, HttpR
     return call, form, None
 
 
-@csrf_exempt
-@require_POST
-@twilio_signature_required
-def outbound_answer(request: HttpRequest) -> HttpResponse:
-    call, form, refusal = the_call(request)
-    if refusal is not None:
-        return refusal
+def about_our_call(view):
+    """A signed POST from Twilio about one of our outbound calls: the view gets the call
+    and the checked form, or Twilio gets the refusal."""
+
+    @csrf_exempt
+    @require_POST
+    @twilio_signature_required
+    @functools.wraps(view)
+    def wrapped(request: HttpRequest) -> HttpResponse:
+        call, form, refusal = the_call(request)
+        return refusal if refusal is not None else view(request, call, form)
+
+    return wrapped
+
+
+@about_our_call
+def outbound_answer(request: HttpRequest, call: Call, form: OutboundCallForm) -> HttpResponse:
     answered_by = form.cleaned_data["AnsweredBy"]
     response = VoiceResponse()
     if answered_by:
@@ -100,13 +111,8 @@ def outbound_answer(request: HttpRequest) -> HttpResponse:
     return twiml(connect_to_agent(response, call.sid, agent.record_calls))
 
 
-@csrf_exempt
-@require_POST
-@twilio_signature_required
-def call_status(request: HttpRequest) -> HttpResponse:
-    call, form, refusal = the_call(request)
-    if refusal is not None:
-        return refusal
+@about_our_call
+def call_status(request: HttpRequest, call: Call, form: OutboundCallForm) -> HttpResponse:
     status = form.cleaned_data["CallStatus"]
     log.info("call %s: Twilio status %s", call.sid, status or "-")
     if status in UNREACHED:

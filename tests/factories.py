@@ -2,6 +2,8 @@
 
 from urllib.parse import urlencode
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client
 from twilio.request_validator import RequestValidator
 
@@ -140,3 +142,24 @@ def make_transcript(call: Call, recording, segments: list[dict], **kw):
     return Transcript.objects.create(
         call=call, recording=recording, segments=segments, **(defaults | kw)
     )
+
+
+def user_with(*perms: str, staff: bool = True, superuser: bool = False):
+    """A user holding exactly `perms` ("app_label.codename"). No password: hashing one per
+    user would make the per-role tables slow, and force_login needs none."""
+    users = get_user_model().objects
+    user = users.create_user(f"user{users.count()}", is_staff=staff, is_superuser=superuser)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return user
+
+
+def client_for(user) -> Client:
+    """A test client logged in as `user` (anonymous for None)."""
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client

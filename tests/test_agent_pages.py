@@ -5,8 +5,6 @@ version they ran with; and the home page."""
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 
@@ -15,34 +13,19 @@ from tests.factories import (
     AGENT_NUMBER,
     AUTH_TOKEN,
     PUBLIC_BASE_URL,
+    client_for,
     make_agent,
     make_call,
     make_number,
     make_tool,
     signed_post,
+    user_with,
     voice_params,
 )
 from voiceagents.models import Agent, AgentVersion
 from voiceagents.versions import record_version
 
 pytestmark = pytest.mark.django_db
-
-
-def user_with(*perms: str, superuser: bool = False):
-    users = get_user_model().objects
-    user = users.create_user(f"user{users.count()}", is_staff=True, is_superuser=superuser)
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    return user
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

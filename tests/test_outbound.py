@@ -5,7 +5,6 @@ The whole call through Daphne is in tests/integration/test_outbound_calls.py."""
 import orjson
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
 
@@ -22,6 +21,7 @@ from tests.factories import (
     make_number,
     make_turn,
     signed_post,
+    user_with,
 )
 from tests.fakes.twilio_api import FakeTwilioApi
 from transcripts.models import CallSummary
@@ -115,16 +115,6 @@ def test_the_api_places_the_call_from_the_agents_number(client, agent, twilio):
         {"name": "Maria"},
     )
     assert created["Url"] == f"{PUBLIC_BASE_URL}/twilio/outbound-answer?call={call.pk}"
-
-
-def user_with(*perms):
-    user = get_user_model().objects.create_user("staff", is_staff=True)
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    return user
 
 
 def test_staff_place_a_call_from_the_agent_page(agent, twilio):

@@ -7,18 +7,18 @@ from unittest import mock
 
 import orjson
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
 from tests.factories import (
+    client_for,
     make_agent,
     make_call,
     make_stored_recording,
     make_transcript,
     make_turn,
+    user_with,
 )
 from transcripts.models import CallSummary, Transcript, WebhookDelivery
 from transcripts.search import index_call
@@ -69,25 +69,6 @@ NOT_STAFF_PAGES = {
     "api-calls",
     "api-call",
 }
-
-
-def user_with(perms: set[str], *, staff: bool = True, superuser: bool = False):
-    username = "u" + str(get_user_model().objects.count())
-    # No password: hashing one per user would make this table slow; force_login needs none.
-    user = get_user_model().objects.create_user(username, is_staff=staff, is_superuser=superuser)
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    return user
-
-
-def client_for(user) -> Client:
-    client = Client()
-    if user is not None:
-        client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -185,30 +166,30 @@ def test_each_role_gets_what_its_permissions_allow(name, reviewed_call):
     method, path, needed = STAFF_URLS[name]
     send = lambda user: getattr(client_for(user), method)(path)  # noqa: E731
 
-    for stranger in (None, user_with(needed, staff=False)):
+    for stranger in (None, user_with(*needed, staff=False)):
         response = send(stranger)
         assert response.status_code == 302, (name, stranger)
         assert response["Location"].startswith("/admin/login/")
-    assert send(user_with(set())).status_code == 403
+    assert send(user_with()).status_code == 403
     for missing in needed:  # every permission is needed: one short is refused
-        assert send(user_with(needed - {missing})).status_code == 403, (name, missing)
+        assert send(user_with(*(needed - {missing}))).status_code == 403, (name, missing)
     with mock.patch("transcripts.tasks.rerun_pipeline", return_value="ok"):
-        for allowed in (user_with(needed), user_with(set(), superuser=True)):
+        for allowed in (user_with(*needed), user_with(superuser=True)):
             assert send(allowed).status_code in (200, 206, 302), (name, allowed)
 
 
 def test_the_call_page_shows_each_part_only_to_those_allowed(reviewed_call):
-    viewer = client_for(user_with({"calls.view_call"}))
+    viewer = client_for(user_with("calls.view_call"))
     page = viewer.get(f"/calls/{SID}/").content.decode()
     assert "Hello, bakery." in page  # the live transcript
     assert "Sourdough please" not in page and "recording-player" not in page
     assert "End call" not in page and "Re-run" not in page
 
-    reader = client_for(user_with({"calls.view_call", "transcripts.view_transcript"}))
+    reader = client_for(user_with("calls.view_call", "transcripts.view_transcript"))
     page = reader.get(f"/calls/{SID}/").content.decode()
     assert "Sourdough please" in page and "recording-player" not in page
 
-    everyone = client_for(user_with(set(), superuser=True))
+    everyone = client_for(user_with(superuser=True))
     page = everyone.get(f"/calls/{SID}/").content.decode()
     assert 'id="recording-player"' in page and "Re-run transcript" in page
 
@@ -218,7 +199,7 @@ def test_the_call_page_shows_each_part_only_to_those_allowed(reviewed_call):
 
 @pytest.fixture
 def admin_client_() -> Client:
-    return client_for(user_with(set(), superuser=True))
+    return client_for(user_with(superuser=True))
 
 
 def test_call_page_puts_the_named_transcript_beside_the_recording(admin_client_, reviewed_call):
@@ -316,7 +297,7 @@ def test_rerun_starts_a_new_run_from_the_stored_recording(
 
 def test_rerun_is_csrf_protected(reviewed_call):
     client = Client(enforce_csrf_checks=True)
-    client.force_login(user_with(set(), superuser=True))
+    client.force_login(user_with(superuser=True))
     assert client.post(f"/calls/{SID}/rerun").status_code == 403
 
 

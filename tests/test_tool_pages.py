@@ -3,11 +3,9 @@ JSON for experts, write-only headers, and the "test this tool" button."""
 
 import orjson
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.test import Client
 
-from tests.factories import make_tool
+from tests.factories import client_for, make_tool, user_with
 from tests.test_tool_requests import ReplyServer
 from voiceagents import signing
 from voiceagents.models import Tool, ToolHeader
@@ -16,15 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def console_with(*perms) -> Client:
-    user = get_user_model().objects.create_user(f"u{len(perms)}", is_staff=True)
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        user.user_permissions.add(
-            Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        )
-    client = Client()
-    client.force_login(user)
-    return client
+    return client_for(user_with(*perms))
 
 
 @pytest.fixture
