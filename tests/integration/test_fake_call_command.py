@@ -3,6 +3,8 @@
 pointed at the ports where the command starts its fakes), it places a call, plays the
 recording callback, waits for the worker and prints the named transcript and the call."""
 
+import time
+
 import orjson
 import pytest
 from django.core.management import call_command
@@ -75,3 +77,43 @@ def test_fake_call_says_what_is_wrong_when_the_app_uses_other_servers(demo_app, 
     wrong = {"openai_port": free_port(), "twilio_port": ports["twilio_port"]}
     with pytest.raises(CommandError, match="OPENAI_BASE_URL"):
         call_command("fake_call", app_url=app.base_url, no_recording=True, **wrong)
+
+
+def test_fake_call_answers_a_call_the_app_places(demo_app, settings, capsys):
+    """The README's way to try outbound calls: fake_call --answer-outbound waits, staff
+    (here: the API) place a call, and the fake Twilio plays the person called."""
+    import threading
+
+    import httpx
+
+    from calls.models import PhoneNumber
+    from voiceagents.models import Agent, ApiToken
+
+    app, _, ports = demo_app
+    settings.TWILIO_AUTH_TOKEN = TEST_AUTH_TOKEN
+    settings.OPENAI_API_KEY = TEST_OPENAI_KEY
+    settings.PUBLIC_BASE_URL = app.base_url
+    agent = Agent.objects.create(name="Bakery out", instructions="You call customers.")
+    PhoneNumber.objects.create(number="+15550100999", agent=agent)
+    token = ApiToken(name="t", can_write=True)
+    raw = token.issue()
+    token.save()
+
+    def place() -> None:
+        time.sleep(1.5)  # fake_call is waiting by then
+        httpx.post(
+            app.base_url + "/api/calls/",
+            json={"to": "+15557654321", "agent": agent.pk, "context": {"name": "Maria"}},
+            headers={"Authorization": f"Bearer {raw}"},
+        )
+
+    placer = threading.Thread(target=place)
+    placer.start()
+    call_command("fake_call", app_url=app.base_url, answer_outbound=20, **ports)
+    placer.join()
+
+    printed = capsys.readouterr().out
+    assert "The app asked Twilio to call +15557654321 from +15550100999" in printed
+    body = orjson.loads(printed[printed.index("{") :])
+    assert (body["direction"], body["to"]) == ("outbound-api", "+15557654321")
+    assert [t["speaker"] for t in body["turns"]][:2] == ["agent", "caller"]

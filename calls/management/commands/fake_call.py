@@ -105,6 +105,14 @@ class Command(BaseCommand):
             help="stop at hangup: no recording callback, no post-call transcript",
         )
         parser.add_argument(
+            "--answer-outbound",
+            type=float,
+            metavar="SECONDS",
+            help="instead of calling: wait this long for the app to place an outbound call "
+            "(Call someone on an agent's page, or POST /api/calls/), then answer it as the "
+            "person called and talk with the agent",
+        )
+        parser.add_argument(
             "--transcript-timeout",
             type=float,
             default=120.0,
@@ -164,7 +172,14 @@ class Command(BaseCommand):
                 port=options["twilio_port"],
             ),
         }
-        sid = asyncio.run(self.run_call(options, bank, fakes))
+        if options["answer_outbound"] is not None:
+            if fakes["twilio"] is None:
+                raise CommandError("--answer-outbound needs the fake Twilio REST API")
+            # The app may call from any of its numbers: the fake account owns them all.
+            fakes["twilio"].numbers = set(PhoneNumber.objects.values_list("number", flat=True))
+            sid = asyncio.run(self.answer_outbound(options, bank, fakes))
+        else:
+            sid = asyncio.run(self.run_call(options, bank, fakes))
         call = Call.objects.select_related("agent").get(sid=sid)
         self.stdout.write("\nThe call as GET /api/calls/<sid>/ returns it:")
         self.stdout.write(orjson.dumps(call_detail(call), option=orjson.OPT_INDENT_2).decode())
@@ -202,6 +217,72 @@ class Command(BaseCommand):
                 await openai.stop()
             if twilio is not None:
                 twilio.stop()
+
+    async def answer_outbound(self, options, bank, fakes) -> str:
+        """Twilio's part of an outbound call the app places: ringing, the answer, the
+        media stream; the person talks and hangs up."""
+        from urllib.parse import urlsplit
+
+        from tests.fakes.twilio_caller import FakeTwilioCall
+
+        openai, twilio = fakes["openai"], fakes["twilio"]
+        try:
+            if openai is not None:
+                await openai.start()
+            twilio.start()
+            self.stdout.write(
+                f"Fake Twilio REST API at {twilio.base_url}; waiting up to "
+                f"{options['answer_outbound']:g} s for the app to place a call…"
+            )
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + options["answer_outbound"]
+            while not twilio.created_calls and loop.time() < deadline:  # noqa: ASYNC110 - another thread fills it
+                await asyncio.sleep(0.2)
+            if not twilio.created_calls:
+                raise CommandError(
+                    "no call was placed: press Call someone on an agent's page (the app must "
+                    f"run with TWILIO_API_BASE_URL={twilio.base_url}: scripts/run --fakes)"
+                )
+            created = twilio.created_calls[0]
+            self.stdout.write(
+                f"The app asked Twilio to call {created['To']} from {created['From']}"
+            )
+            answer_url = urlsplit(created["Url"])
+            person = FakeTwilioCall(
+                options["app_url"],
+                auth_token=settings.TWILIO_AUTH_TOKEN,
+                account_sid=twilio.account_sid,
+                from_number=created["From"],
+                to_number=created["To"],
+                call_sid=created["sid"],
+                public_base_url=settings.PUBLIC_BASE_URL,
+                voice_path=f"{answer_url.path}?{answer_url.query}",
+                direction="outbound-api",
+            )
+            await person.send_status(created["StatusCallback"], "ringing")
+            self.stdout.write("Ringing… the person answers.")
+            answer = await person.answer_outbound(
+                answered_by="human" if "MachineDetection" in created else None
+            )
+            if answer.status_code != 200 or not person.stream_url:
+                raise CommandError(f"the app did not connect the agent (HTTP {answer.status_code})")
+            await person.connect_stream()
+            await asyncio.sleep(2.5)
+            self.stdout.write(f"Person: '{QUESTION}'")
+            await person.speak_and_wait(1200, freq=bank.say("caller", QUESTION, 1200))
+            await asyncio.sleep(3.0)
+            self.stdout.write("The person hangs up.")
+            await person.hangup()
+            await person.send_status(created["StatusCallback"], "completed")
+            await sync_to_async(self.wait_for_final, thread_sensitive=True)(person.call_sid)
+            problems = person.violations + twilio.violations + (openai.violations if openai else [])
+            if problems:
+                raise CommandError(f"protocol violations: {problems}")
+            return person.call_sid
+        finally:
+            if openai is not None:
+                await openai.stop()
+            twilio.stop()
 
     async def talk(self, caller, recorded, bank, openai) -> None:
         answer = await (recorded.dial() if recorded is not None else caller.dial())
