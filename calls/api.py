@@ -9,6 +9,7 @@ from calls.models import Call, PhoneNumber
 from calls.outbound import CallNotPlaced, place_call
 from calls.outcomes import USAGE_FIELDS
 from calls.phone import is_e164
+from transcripts.search import CallFilterForm, filter_calls
 from voiceagents.models import Agent
 
 MAX_PAGE_SIZE = 200
@@ -173,7 +174,13 @@ def list_calls(request: HttpRequest) -> JsonResponse:
             {"error": f"limit must be 0-{MAX_PAGE_SIZE} and offset a non-negative integer"},
             status=400,
         )
-    calls = Call.objects.select_related("agent").order_by("-started_at", "-id")
+    # The console's call filters, by the same names: q (words said, a name or a number),
+    # agent (id), status, direction, completion_reason, outcome (key=value), date_from/to.
+    filters = CallFilterForm(request.GET)
+    if not filters.is_valid():
+        problems = "; ".join(f"{k}: {' '.join(v)}" for k, v in filters.errors.items())
+        return JsonResponse({"error": problems}, status=400)
+    calls = filter_calls(filters)
     page = calls[offset : offset + limit]
     return JsonResponse(
         {"count": calls.count(), "results": [call_summary(c) for c in page]},

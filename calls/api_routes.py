@@ -28,8 +28,23 @@ class PlaceCall(Schema):
 
 
 @router.get("/", summary="Calls, newest first")
-def list_calls(request: HttpRequest, limit: str | None = None, offset: str | None = None):
-    """`limit` 0-200 (default 50), `offset` from 0: {"count", "results"}."""
+def list_calls(
+    request: HttpRequest,
+    limit: str | None = None,
+    offset: str | None = None,
+    q: str | None = None,
+    agent: int | None = None,
+    status: str | None = None,
+    direction: str | None = None,
+    completion_reason: str | None = None,
+    outcome: str | None = None,
+    date_from: str | None = None,
+    date_to: str | None = None,
+):
+    """`limit` 0-200 (default 50), `offset` from 0: {"count", "results"}. Filters as on
+    the console's call list: `q` words said, a caller's name or number; `agent` id;
+    `status`; `direction` (inbound, outbound, browser); `completion_reason`; `outcome`
+    as key=value; `date_from`, `date_to` (YYYY-MM-DD)."""
     return calls_api.list_calls(request)
 
 

@@ -164,3 +164,19 @@ def test_the_openapi_schema_describes_every_operation_and_the_docs_load(client):
     assert schema["components"]["securitySchemes"]
     assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.content.decode()
     assert "cdn" not in docs.content.decode().lower()
+
+
+def test_the_call_list_takes_the_consoles_filters(writer):
+    bakery, florist = make_agent(name="Bakery"), make_agent(name="Florist")
+    make_call(
+        "CA" + "3" * 32, agent=bakery, direction="outbound-api", completion_reason="no_answer"
+    )
+    make_call("CA" + "4" * 32, agent=florist)
+
+    by_agent = writer("get", f"/api/calls/?agent={florist.pk}").json()
+    unanswered = writer("get", "/api/calls/?direction=outbound&completion_reason=no_answer").json()
+    bad = writer("get", "/api/calls/?date_from=yesterday")
+
+    assert [c["sid"] for c in by_agent["results"]] == ["CA" + "4" * 32]
+    assert (unanswered["count"], unanswered["results"][0]["agent"]) == (1, "Bakery")
+    assert bad.status_code == 400 and "date_from" in bad.json()["error"]
