@@ -349,6 +349,8 @@ class MediaStreamConsumer(AsyncConsumer):
                 self.bridge.call_sid,
                 headers=tool.headers if tool else (),
                 signing_secret=tool.signing_secret if tool else "",
+                method=tool.method if tool else "POST",
+                timeout_s=tool.timeout_s if tool else None,
             )
         # An error output (ours, or the tool's own {"error": …}) counts as a failure.
         failed = output.startswith('{"error"')

@@ -275,7 +275,13 @@ def test_end_call_tool_needs_no_url():
 def test_admin_add_tool_refuses_bad_values(staff_client):
     response = staff_client.post(
         "/admin/voiceagents/tool/add/",
-        {"name": "bad name", "description": "d", "parameters": '{"type": "array"}', "kind": "http"},
+        {
+            "name": "bad name",
+            "description": "d",
+            "parameters": '{"type": "array"}',
+            "kind": "http",
+            "method": "POST",
+        },
     )
 
     assert response.status_code == 200

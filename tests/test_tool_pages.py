@@ -28,6 +28,8 @@ def tool_post(rows=(), headers=(), **fields) -> dict:
         "kind": "http",
         "description": "Look up an order by its number.",
         "url": "http://127.0.0.1:9/orders",
+        "method": "POST",
+        "timeout_s": "",
         "transfer_to": "",
         "schema_json": "",
         "param-TOTAL_FORMS": str(max(3, len(rows))),
@@ -111,7 +113,7 @@ def test_the_test_button_sends_the_request_a_call_would_send():
         page = console.post(f"/tools/{tool.pk}/test", {"arguments": '{"order": "A42"}'})
 
         assert "&quot;status&quot;: &quot;shipped&quot;" in page.content.decode()
-        ((headers, body),) = server.requests
+        ((headers, body, _, _),) = server.requests
         assert headers["Authorization"] == "Bearer t-1"
         assert orjson.loads(body)["arguments"] == {"order": "A42"}
         assert signing.verify(

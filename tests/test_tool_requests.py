@@ -5,6 +5,7 @@ of which the model gets an error output (the call goes on)."""
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 import httpx
 import orjson
@@ -24,10 +25,16 @@ class ReplyServer:
         requests = self.requests = []  # (headers, body) of every request
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.do_POST()
+
+            def do_PUT(self) -> None:
+                self.do_POST()
+
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 hosts.append(self.headers["Host"])
-                requests.append((self.headers, body))
+                requests.append((self.headers, body, self.command, self.path))
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 if mode == "ok":
@@ -113,7 +120,7 @@ async def test_the_request_carries_the_stored_headers_and_a_signature_the_receiv
     )
 
     assert output == {"status": "shipped"}
-    ((headers, body),) = reply_server.requests
+    ((headers, body, _, _),) = reply_server.requests
     assert headers["Authorization"] == "Bearer s3cret"
     assert headers["X-Api-Key"] == "k-1"
     assert headers["Content-Type"] == "application/json"
@@ -132,8 +139,42 @@ async def test_a_stored_header_cannot_replace_the_apps_own(reply_server):
         signing_secret="whsec_real",
     )
 
-    ((headers, body),) = reply_server.requests
+    ((headers, body, _, _),) = reply_server.requests
     assert headers.get_all("Content-Type") == ["application/json"]
     assert headers.get_all("X-Voiceagents-Signature") == [
         signing.sign("whsec_real", int(headers["X-Voiceagents-Timestamp"]), body)
     ]
+
+
+@pytest.mark.parametrize("reply_server", ["ok"], indirect=True)
+async def test_a_get_tool_sends_the_arguments_as_a_signed_query(reply_server):
+    secret = signing.new_secret()
+
+    output, _ = await call_tool(reply_server.url, signing_secret=secret, method="GET")
+
+    assert output == {"status": "shipped"}
+    ((headers, body, method, path),) = reply_server.requests
+    query = path.split("?", 1)[1].encode()
+    assert (method, body) == ("GET", b"")
+    assert parse_qs(query.decode()) == {"tool": ["lookup"], "call_sid": ["CA1"], "order": ["7"]}
+    assert signing.verify(
+        secret, query, headers["X-Voiceagents-Timestamp"], headers["X-Voiceagents-Signature"]
+    )
+
+
+@pytest.mark.parametrize("reply_server", ["ok"], indirect=True)
+async def test_put_sends_the_json_body(reply_server):
+    await call_tool(reply_server.url, method="PUT")
+
+    ((_, body, method, _),) = reply_server.requests
+    assert method == "PUT" and orjson.loads(body)["arguments"] == {"order": 7}
+
+
+@pytest.mark.parametrize("reply_server", ["trickle"], indirect=True)
+async def test_a_tools_own_timeout_replaces_the_default(reply_server, settings):
+    settings.HTTP_TOOL_TIMEOUT_S = 30.0
+
+    output, elapsed = await call_tool(reply_server.url, timeout_s=1.0)
+
+    assert output == {"error": "tool did not answer within 1 s"}
+    assert elapsed < 2.5

@@ -29,6 +29,7 @@ def tool_form(**fields) -> dict:
         "description": "Look up an order.",
         "parameters": '{"type": "object", "properties": {}}',
         "url": "http://127.0.0.1:9/orders",
+        "method": "POST",
         "headers-TOTAL_FORMS": "1",
         "headers-INITIAL_FORMS": "0",
         "headers-MIN_NUM_FORMS": "0",

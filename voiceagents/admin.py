@@ -109,7 +109,17 @@ class ToolHeaderInline(admin.TabularInline):
 class ToolAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "url"]
     search_fields = ["name", "description"]
-    fields = ["name", "kind", "description", "parameters", "url", "transfer_to", "signing_secret"]
+    fields = [
+        "name",
+        "kind",
+        "description",
+        "parameters",
+        "url",
+        "method",
+        "timeout_s",
+        "transfer_to",
+        "signing_secret",
+    ]
     readonly_fields = ["signing_secret"]
     inlines = [ToolHeaderInline]
     # Tool endpoints are web services: a bare host means https, as Django 6 will assume.

@@ -161,7 +161,16 @@ def archive_agent(request: HttpRequest, agent_id: int):
 
 
 # --- tools -------------------------------------------------------------------------------
-TOOL_FIELDS = ["name", "kind", "description", "parameters", "url", "transfer_to"]
+TOOL_FIELDS = [
+    "name",
+    "kind",
+    "description",
+    "parameters",
+    "url",
+    "method",
+    "timeout_s",
+    "transfer_to",
+]
 
 
 class ToolOut(ModelSchema):

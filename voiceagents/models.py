@@ -95,7 +95,22 @@ class Tool(models.Model):
         help_text='JSON Schema of the arguments, e.g. {"type": "object", "properties": {}}.',
     )
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.HTTP)
-    url = models.URLField(blank=True, help_text="For HTTP tools: where the arguments are POSTed.")
+    url = models.URLField(blank=True, help_text="For HTTP tools: where the arguments are sent.")
+    method = models.CharField(
+        max_length=6,
+        choices=[("POST", "POST"), ("PUT", "PUT"), ("PATCH", "PATCH"), ("GET", "GET")],
+        default="POST",
+        help_text="POST, PUT and PATCH send the arguments as a JSON body; GET as query "
+        "parameters (the signature then covers the query string).",
+    )
+    timeout_s = models.FloatField(
+        "timeout (s)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.5), MaxValueValidator(60)],
+        help_text="The whole reply must arrive within this; the caller waits meanwhile. "
+        "Empty: HTTP_TOOL_TIMEOUT_S (10 s by default).",
+    )
     transfer_to = models.CharField(
         max_length=255,
         blank=True,

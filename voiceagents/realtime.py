@@ -40,6 +40,8 @@ class ToolConfig:
     signing_secret: str = field(default="", repr=False)
     unreadable: str = ""  # why the stored headers could not be decrypted, if they could not
     transfer_to: str = ""  # transfer tools: the number or SIP address
+    method: str = "POST"
+    timeout_s: float | None = None  # None: HTTP_TOOL_TIMEOUT_S
 
     @classmethod
     def from_tool(cls, tool) -> "ToolConfig":
@@ -59,6 +61,8 @@ class ToolConfig:
             signing_secret=tool.signing_secret,
             unreadable=unreadable,
             transfer_to=tool.transfer_to,
+            method=tool.method,
+            timeout_s=tool.timeout_s,
         )
 
 

@@ -31,8 +31,8 @@ class ToolForm(forms.ModelForm):
 
     class Meta:
         model = Tool
-        fields = ["name", "kind", "description", "url", "transfer_to"]
-        labels = {"url": "URL (POST, JSON body)", "transfer_to": "Transfer to"}
+        fields = ["name", "kind", "description", "url", "method", "timeout_s", "transfer_to"]
+        labels = {"url": "URL", "transfer_to": "Transfer to"}
         help_texts = {
             "name": "What the model calls it: letters, digits, _ and -, e.g. lookup_order.",
             "description": "When the model should use it and what it returns: the model "

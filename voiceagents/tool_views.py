@@ -116,6 +116,8 @@ async def run_test(config: ToolConfig, arguments: str) -> str:
         "CA-test-from-the-console",
         headers=config.headers,
         signing_secret=config.signing_secret,
+        method=config.method,
+        timeout_s=config.timeout_s,
     )
 
 

@@ -4,6 +4,7 @@ and with the tool's stored headers, and hand back the reply body."""
 import asyncio
 import contextlib
 import logging
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -57,6 +58,8 @@ async def run_http_tool(
     *,
     headers: tuple[tuple[str, str], ...] = (),
     signing_secret: str = "",
+    method: str = "POST",
+    timeout_s: float | None = None,
 ) -> str:
     """Always returns a string for the model: the body on success, a JSON error otherwise,
     so the agent can tell the caller something went wrong instead of going silent.
@@ -68,8 +71,18 @@ async def run_http_tool(
         args = orjson.loads(arguments or "{}")
     except orjson.JSONDecodeError:
         return tool_error("arguments were not valid JSON")
-    deadline_s, max_bytes = settings.HTTP_TOOL_TIMEOUT_S, settings.HTTP_TOOL_MAX_REPLY_BYTES
-    body = orjson.dumps({"tool": name, "call_sid": call_sid, "arguments": args})
+    deadline_s = timeout_s or settings.HTTP_TOOL_TIMEOUT_S
+    max_bytes = settings.HTTP_TOOL_MAX_REPLY_BYTES
+    envelope = {"tool": name, "call_sid": call_sid, "arguments": args}
+    query = b""
+    if method == "GET":  # the arguments as query parameters; they are what is signed
+        body = b""
+        query = urlencode(
+            {"tool": name, "call_sid": call_sid}
+            | {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in args.items()}
+        ).encode()
+    else:
+        body = orjson.dumps(envelope)
     try:
         async with asyncio.timeout(deadline_s):
             address, problem = await egress.checked_address(url)
@@ -77,15 +90,19 @@ async def run_http_tool(
                 log.warning("call %s: tool %s refused: %s", call_sid, name, problem)
                 return tool_error(f"tool not reachable: {problem}")
             pinned = httpx.URL(url)
+            target = pinned.copy_with(host=address)  # the address just checked, not a new lookup
+            if query:
+                target = target.copy_with(query=query)
+            signed = query or body
             request = client.build_request(
-                "POST",
-                pinned.copy_with(host=address),  # the address just checked, not a new lookup
-                content=body,
+                method,
+                target,
+                content=body or None,
                 headers=[
                     *((k, v) for k, v in headers if k.lower() not in APP_SET_HEADERS),
                     ("Host", pinned.netloc.decode("ascii")),
-                    ("Content-Type", "application/json"),
-                    *(signature_headers(signing_secret, body).items() if signing_secret else ()),
+                    *((("Content-Type", "application/json"),) if body else ()),
+                    *(signature_headers(signing_secret, signed).items() if signing_secret else ()),
                 ],
                 extensions={"sni_hostname": pinned.host},
             )
