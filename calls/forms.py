@@ -56,10 +56,38 @@ class PlaceCallForm(forms.Form):
         self.fields["from_number"].queryset = agent.phone_numbers.all()
 
     def clean_to(self) -> str:
-        number = "".join(self.cleaned_data["to"].split())
-        if not is_e164(number):
-            raise forms.ValidationError("Use E.164: +, country code and number, e.g. +14155550123.")
-        return number
+        return e164(self.cleaned_data["to"])
 
     def context(self) -> dict:
         return {k: self.cleaned_data[k] for k in ("name", "notes") if self.cleaned_data[k]}
+
+
+def e164(raw: str) -> str:
+    number = "".join(raw.split())
+    if not is_e164(number):
+        raise forms.ValidationError("Use E.164: +, country code and number, e.g. +14155550123.")
+    return number
+
+
+class CallFromListForm(PlaceCallForm):
+    """The call list's "Call someone": the agent chosen here, calling from its first number."""
+
+    agent = forms.ModelChoiceField(
+        queryset=None, empty_label=None, help_text="Calls from the agent's first number."
+    )
+    field_order = ["agent", "to", "name", "notes"]
+
+    def __init__(self, *args, **kwargs):
+        super(PlaceCallForm, self).__init__(*args, **kwargs)
+        from voiceagents.models import Agent
+
+        del self.fields["from_number"]
+        self.fields["agent"].queryset = Agent.objects.filter(
+            archived_at__isnull=True, phone_numbers__isnull=False
+        ).distinct()
+
+    def clean(self):
+        data = super().clean()
+        if data.get("agent") is not None:
+            data["from_number"] = data["agent"].phone_numbers.first()
+        return data

@@ -12,6 +12,7 @@ urlpatterns = [
     ),
     path("twilio/call-status", outbound_webhooks.call_status, name="twilio-call-status"),
     path("calls/", views.call_list, name="call-list"),
+    path("calls/place", views.place_call_from_list, name="call-place"),
     path("analytics/", views.analytics_page, name="analytics"),
     path("calls/<str:sid>/", views.call_detail, name="call-detail"),
     path("calls/<str:sid>/turns", views.call_turns, name="call-turns"),

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from calls.analytics import PERIODS, analytics
-from calls.forms import PlaceCallForm
+from calls.forms import CallFromListForm, PlaceCallForm
 from calls.models import Call
 from calls.outbound import CallNotPlaced, place_call
 from transcripts.review import review_context
@@ -44,6 +44,9 @@ def call_list(request: HttpRequest) -> HttpResponse:
             "form": form,
             "filters": filters.urlencode(),
             "live": request.GET.get("status") == Call.Status.IN_PROGRESS,
+            "call_form": CallFromListForm()
+            if request.user.has_perms(("voiceagents.view_agent", "calls.place_call"))
+            else None,
         },
     )
 
@@ -83,15 +86,27 @@ def hang_up(request: HttpRequest, sid: str) -> HttpResponse:
 def place_call_view(request: HttpRequest, pk: int) -> HttpResponse:
     """The agent page's "Call someone" form."""
     agent = get_object_or_404(Agent, pk=pk, archived_at__isnull=True)
-    form = PlaceCallForm(request.POST, agent=agent)
+    return place_from_form(request, PlaceCallForm(request.POST, agent=agent), agent, agent)
+
+
+@staff_permission_required("voiceagents.view_agent", "calls.place_call")
+@require_POST
+def place_call_from_list(request: HttpRequest) -> HttpResponse:
+    """The call list's "Call someone" form: the agent chosen in it."""
+    form = CallFromListForm(request.POST)
+    agent = form.cleaned_data["agent"] if form.is_valid() else None
+    return place_from_form(request, form, agent, "call-list")
+
+
+def place_from_form(request: HttpRequest, form, agent, back) -> HttpResponse:
     if not form.is_valid():
         for field, errors in form.errors.items():
             label = form.fields[field].label if field in form.fields else field
             messages.error(request, f"{label}: {' '.join(errors)}")
-        return redirect(agent)
+        return redirect(back)
     if not (settings.TWILIO_ACCOUNT_SID and settings.TWILIO_AUTH_TOKEN):
         messages.error(request, "Set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN to place calls.")
-        return redirect(agent)
+        return redirect(back)
     try:
         call = place_call(
             agent,
@@ -102,7 +117,7 @@ def place_call_view(request: HttpRequest, pk: int) -> HttpResponse:
         )
     except CallNotPlaced as exc:
         messages.error(request, f"Twilio did not place the call: {exc}")
-        return redirect(agent)
+        return redirect(back)
     messages.success(request, f"Calling {call.to_number}…")
     return redirect("call-detail", call.sid)
 

@@ -76,6 +76,7 @@ OTHER_URLS = {
     # agent pages with Django's agent permissions (test_agent_pages.py goes through them).
     "home": ("get", "/", by_role(LOGIN, LOGIN, 200, 200)),
     "agent-list": ("get", "/agents/", STAFF_PAGE),
+    "call-place": ("post", "/calls/place", STAFF_PAGE | {"superuser": 302}),
     "analytics": ("get", "/analytics/", STAFF_PAGE),
     "tool-list": ("get", "/tools/", STAFF_PAGE),
     "tool-create": ("get", "/tools/new", STAFF_PAGE),

@@ -16,6 +16,7 @@ from tests.factories import (
     AUTH_TOKEN,
     CALLER_NUMBER,
     PUBLIC_BASE_URL,
+    client_for,
     make_agent,
     make_call,
     make_number,
@@ -224,3 +225,16 @@ def test_without_twilio_credentials_the_number_page_says_what_to_set(client, age
     page = client.get(f"/admin/calls/phonenumber/{agent.phone_numbers.get().pk}/change/")
 
     assert "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" in page.content.decode()
+
+
+def test_staff_place_a_call_from_the_call_list_choosing_the_agent(agent, twilio):
+    console = client_for(user_with("voiceagents.view_agent", "calls.place_call", "calls.view_call"))
+    page = console.get("/calls/").content.decode()
+
+    response = console.post("/calls/place", {"agent": agent.pk, "to": PERSON, "name": "Maria"})
+
+    assert "Call someone" in page
+    call = Call.objects.get()
+    assert response["Location"] == f"/calls/{call.sid}/"
+    assert (call.agent, call.from_number, call.context) == (agent, AGENT_NUMBER, {"name": "Maria"})
+    assert twilio.created_calls[0]["From"] == AGENT_NUMBER
