@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.async_api import Page, async_playwright
 
+from tests.fakes.twilio_api import FakeTwilioApi
 from tests.integration.conftest import (  # noqa: F401 - fixtures shared with the integration tests
     agent,
     background_loop,
@@ -14,7 +15,14 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures shared with th
     realtime_server,
     start_app,
 )
-from tests.live import ROOT, DaphneProcess, chromium_path, require_services
+from tests.live import (
+    ROOT,
+    TEST_ACCOUNT_SID,
+    TEST_AUTH_TOKEN,
+    DaphneProcess,
+    chromium_path,
+    require_services,
+)
 
 STAFF_USERNAME = "reviewer"
 STAFF_PASSWORD = "correct horse battery staple"
@@ -26,10 +34,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(scope="session")
-def browser_app(django_db_setup, django_db_blocker, realtime_server) -> DaphneProcess:  # noqa: F811
+def twilio_api():
+    """The fake Twilio REST API the browser app places its calls through."""
+    api = FakeTwilioApi(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN)
+    api.start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture(scope="session")
+def browser_app(django_db_setup, django_db_blocker, realtime_server, twilio_api) -> DaphneProcess:  # noqa: F811
     app = start_app(
         {
             "OPENAI_BASE_URL": realtime_server.base_url,
+            "TWILIO_API_BASE_URL": twilio_api.base_url,
             # Each test logs in through the form; other runs may share this Redis.
             "RATE_LIMIT_LOGIN_PER_MIN": "0",
             "TOOL_EGRESS_ALLOW": "127.0.0.0/8",  # tools the tests make point at loopback

@@ -113,3 +113,27 @@ async def test_staff_make_a_tool_from_the_form_and_give_it_to_an_agent(page: Pag
     await page.click("text=Create agent")
     await expect(page.locator("h1")).to_have_text("Orders")
     await expect(page.locator(".call-facts")).to_contain_text("lookup_order")
+
+
+async def test_staff_hear_a_voice_and_call_someone_from_the_agent_page(
+    page: Page, staff_user, agent, twilio_api
+):
+    twilio_api.numbers = {"+15550002222"}  # the agent's number (integration conftest)
+    await log_in(page, f"/agents/{agent.pk}/edit")
+
+    # The preview of the chosen voice: made through the fake Realtime server, playable.
+    await page.select_option("#id_voice", "cedar")
+    status = await page.evaluate(
+        "async () => (await fetch(document.getElementById('voice-preview').src)).status"
+    )
+    assert status == 200
+
+    await page.goto(f"/agents/{agent.pk}/")
+    await page.fill("#id_to", "+15557654321")
+    await page.fill("#id_name", "Maria")
+    await page.click("button:text-is('Call')")
+
+    await expect(page.locator(".message")).to_contain_text("Calling +15557654321")
+    created = twilio_api.created_calls[-1]
+    assert (created["To"], created["From"]) == ("+15557654321", "+15550002222")
+    await screenshot(page, "console-outbound-call")
