@@ -55,6 +55,7 @@ STAFF_URLS = {
         f"/calls/{SID}/export.json",
         {"calls.view_call", "transcripts.view_transcript"},
     ),
+    "call-place": ("post", "/calls/place", {"voiceagents.view_agent", "calls.place_call"}),
     "calls-export-csv": (
         "get",
         "/calls/export.csv",
