@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import models
 
-from voiceagents.models import Agent, ApiToken, Tool, ToolHeader
+from voiceagents.models import TOOL_SETTINGS, Agent, ApiToken, Tool, ToolHeader
 from voiceagents.versions import record_version
 
 
@@ -109,17 +109,7 @@ class ToolHeaderInline(admin.TabularInline):
 class ToolAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "url"]
     search_fields = ["name", "description"]
-    fields = [
-        "name",
-        "kind",
-        "description",
-        "parameters",
-        "url",
-        "method",
-        "timeout_s",
-        "transfer_to",
-        "signing_secret",
-    ]
+    fields = [*TOOL_SETTINGS, "signing_secret"]
     readonly_fields = ["signing_secret"]
     inlines = [ToolHeaderInline]
     # Tool endpoints are web services: a bare host means https, as Django 6 will assume.

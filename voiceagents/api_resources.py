@@ -10,7 +10,8 @@ from django.utils import timezone
 from ninja import ModelSchema, Router, Schema
 
 from calls.models import PhoneNumber
-from voiceagents.models import Agent, Tool
+from voiceagents.agent_form import AgentForm
+from voiceagents.models import TOOL_SETTINGS, Agent, Tool
 from voiceagents.rest_api import WRITE
 from voiceagents.versions import record_version
 
@@ -18,34 +19,9 @@ agents = Router(tags=["agents"])
 tools = Router(tags=["tools"])
 numbers = Router(tags=["numbers"])
 
-AGENT_SETTINGS = [
-    "name",
-    "model",
-    "reasoning_effort",
-    "voice",
-    "speed",
-    "instructions",
-    "greeting",
-    "turn_detection",
-    "vad_threshold",
-    "vad_prefix_padding_ms",
-    "vad_silence_duration_ms",
-    "semantic_eagerness",
-    "interrupt_response",
-    "idle_timeout_ms",
-    "max_call_duration_s",
-    "noise_reduction",
-    "input_transcription_model",
-    "end_call_enabled",
-    "transfer_to",
-    "dtmf_to_model",
-    "machine_detection",
-    "voicemail_message",
-    "record_calls",
-    "transcript_mode",
-    "outcome_schema",
-    "completion_webhook_url",
-]
+# What the API reads and writes of an agent: the console form's settings (its tools are
+# a list of names here).
+AGENT_SETTINGS = [name for name in AgentForm.Meta.fields if name != "tools"]
 
 
 def bad_request(exc: ValidationError) -> JsonResponse:
@@ -161,16 +137,6 @@ def archive_agent(request: HttpRequest, agent_id: int):
 
 
 # --- tools -------------------------------------------------------------------------------
-TOOL_FIELDS = [
-    "name",
-    "kind",
-    "description",
-    "parameters",
-    "url",
-    "method",
-    "timeout_s",
-    "transfer_to",
-]
 
 
 class ToolOut(ModelSchema):
@@ -178,7 +144,7 @@ class ToolOut(ModelSchema):
 
     class Meta:
         model = Tool
-        fields = ["id", *TOOL_FIELDS, "signing_secret"]
+        fields = ["id", *TOOL_SETTINGS, "signing_secret"]
 
     @staticmethod
     def resolve_headers(tool: Tool) -> list[str]:
@@ -188,7 +154,7 @@ class ToolOut(ModelSchema):
 class ToolIn(ModelSchema):
     class Meta:
         model = Tool
-        fields = TOOL_FIELDS
+        fields = TOOL_SETTINGS
         fields_optional = "__all__"
 
 

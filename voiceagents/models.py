@@ -168,6 +168,17 @@ class Tool(models.Model):
         }
 
 
+# What staff set on a tool, in the order the admin, the console and the API show it.
+TOOL_SETTINGS = [
+    "name",
+    "kind",
+    "description",
+    "parameters",
+    "url",
+    "method",
+    "timeout_s",
+    "transfer_to",
+]
 HEADER_NAME_PATTERN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")  # an HTTP token
 
 

@@ -8,7 +8,7 @@ from django import forms
 from django.forms import formset_factory
 
 from voiceagents.admin import ToolHeaderForm
-from voiceagents.models import Tool, ToolHeader
+from voiceagents.models import TOOL_SETTINGS, Tool, ToolHeader
 
 PARAMETER_TYPES = [
     ("string", "text"),
@@ -31,7 +31,8 @@ class ToolForm(forms.ModelForm):
 
     class Meta:
         model = Tool
-        fields = ["name", "kind", "description", "url", "method", "timeout_s", "transfer_to"]
+        # The parameters are edited as rows or as JSON (schema_json), not as a model field.
+        fields = [name for name in TOOL_SETTINGS if name != "parameters"]
         labels = {"url": "URL", "transfer_to": "Transfer to"}
         help_texts = {
             "name": "What the model calls it: letters, digits, _ and -, e.g. lookup_order.",
