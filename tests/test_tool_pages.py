@@ -142,3 +142,18 @@ def test_a_viewer_sees_tools_but_cannot_change_or_test_them():
     assert viewer.get(f"/tools/{tool.pk}/").status_code == 403
     assert viewer.post(f"/tools/{tool.pk}/test", {"arguments": "{}"}).status_code == 403
     assert viewer.get("/tools/new").status_code == 403
+
+
+def test_editing_a_tools_rows_changes_its_schema(console):
+    tool = make_tool(url="http://127.0.0.1:9/orders")  # order: string, required
+    rows = [{"name": "order", "type": "integer", "description": "Its number", "required": True}]
+
+    response = console.post(f"/tools/{tool.pk}/", tool_post(rows))
+
+    assert response.status_code == 302
+    tool.refresh_from_db()
+    assert tool.parameters == {
+        "type": "object",
+        "properties": {"order": {"type": "integer", "description": "Its number"}},
+        "required": ["order"],
+    }

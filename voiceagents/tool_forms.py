@@ -41,10 +41,13 @@ class ToolForm(forms.ModelForm):
         }
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, rows_schema: dict | None = None, **kwargs):
+        """`rows_schema`: the schema made from valid parameter rows, used unless the
+        expert field holds one."""
         super().__init__(*args, **kwargs)
+        self.rows_schema = rows_schema
         self.fields["kind"].choices = [
-            (Tool.Kind.HTTP, "HTTP: POST the arguments as JSON to a URL, reply with its body"),
+            (Tool.Kind.HTTP, "HTTP: send the arguments to a URL, reply with its body"),
             (Tool.Kind.TRANSFER_CALL, "Transfer: put the caller through to a person"),
             (Tool.Kind.END_CALL, "End the call after a goodbye"),
         ]
@@ -70,6 +73,15 @@ class ToolForm(forms.ModelForm):
         if not isinstance(schema, dict):
             raise forms.ValidationError('The schema must be an object with "type": "object".')
         return schema
+
+    def clean(self):
+        # Before the model's own checks (Tool.clean, run next), so they judge this schema
+        # with the rest; their verdict on it lands next to schema_json.
+        data = super().clean()
+        schema = data.get("schema_json") or self.rows_schema
+        if schema is not None:
+            self.instance.parameters = schema
+        return data
 
 
 class ParameterForm(forms.Form):

@@ -31,30 +31,31 @@ def tool_list(request: HttpRequest) -> HttpResponse:
     return render(request, "tools/tool_list.html", {"tools": tools})
 
 
+def unbound_forms(tool: Tool) -> dict:
+    """The tool page's three forms, filled from the stored tool."""
+    return {
+        "form": ToolForm(instance=tool),
+        "rows": ParameterRows(prefix="param", initial=rows_from_schema(tool.parameters) or None),
+        "headers": HeaderRows(instance=tool, prefix="headers"),
+    }
+
+
 def edit_tool(request: HttpRequest, tool: Tool | None) -> HttpResponse:
     instance = tool or Tool()
-    post = request.POST if request.method == "POST" else None
-    form = ToolForm(post, instance=instance)
-    rows = ParameterRows(
-        post, prefix="param", initial=rows_from_schema(instance.parameters) or None
-    )
+    if request.method != "POST":
+        return render(request, "tools/tool_form.html", {"tool": tool, **unbound_forms(instance)})
+    post = request.POST
+    rows = ParameterRows(post, prefix="param")
+    rows_schema = schema_from_rows([r for r in rows.cleaned_data if r]) if rows.is_valid() else None
+    form = ToolForm(post, instance=instance, rows_schema=rows_schema)
     headers = HeaderRows(post, instance=instance, prefix="headers")
-    if post is not None:
-        # The schema first, so the model's own checks (Tool.clean) judge it with the rest;
-        # its problems are shown at the top of the form.
-        rows_valid = rows.is_valid()
-        written = written_schema(post.get("schema_json", ""))
-        if written is not None:
-            instance.parameters = written
-        elif rows_valid:
-            instance.parameters = schema_from_rows([r for r in rows.cleaned_data if r])
-        if form.is_valid() and rows_valid and headers.is_valid():
-            with transaction.atomic():
-                saved = form.save()
-                headers.instance = saved
-                headers.save()
-            messages.success(request, f"Tool {saved.name} saved.")
-            return redirect("tool-edit", saved.pk)
+    if form.is_valid() and rows.is_valid() and headers.is_valid():
+        with transaction.atomic():
+            saved = form.save()
+            headers.instance = saved
+            headers.save()
+        messages.success(request, f"Tool {saved.name} saved.")
+        return redirect("tool-edit", saved.pk)
     return render(
         request,
         "tools/tool_form.html",
@@ -88,23 +89,12 @@ def tool_test(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         "tools/tool_form.html",
         {
-            "form": ToolForm(instance=tool),
-            "rows": ParameterRows(prefix="param", initial=rows_from_schema(tool.parameters)),
-            "headers": HeaderRows(instance=tool, prefix="headers"),
             "tool": tool,
             "test_arguments": arguments,
             "test_reply": pretty(reply),
+            **unbound_forms(tool),
         },
     )
-
-
-def written_schema(raw: str) -> dict | None:
-    """The expert's JSON Schema, when one was written and parses (ToolForm says why not)."""
-    try:
-        schema = orjson.loads(raw) if raw.strip() else None
-    except orjson.JSONDecodeError:
-        return None
-    return schema if isinstance(schema, dict) else None
 
 
 async def run_test(config: ToolConfig, arguments: str) -> str:
