@@ -27,6 +27,7 @@ from bench.scenario import TOOL_CALLS_PER_CALL, CallPlan, Plan, ToolCallPlan
 from bench.stats import fmt
 from bench.step import StepConfig, run_step
 from bench.tool_server import BenchToolServer
+from bench.variants import Variant, parse_variant
 from tests.live import ROOT
 
 VAR_DIR = ROOT / "var" / "bench"
@@ -71,6 +72,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--asgi", default=processes.DEFAULT_ASGI, help="the ASGI app Daphne serves (experiments)"
     )
     parser.add_argument("--short", action="store_true", help="a ~8 s call, for trying it out")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        type=parse_variant,
+        default=[],
+        metavar="LABEL[@REV][:KEY=VALUE,…]",
+        help="measure this commit and/or these settings too, step by step (bench/variants.py)",
+    )
     parser.add_argument(
         "--redis-url", default=service_url("TEST_REDIS_URL", "redis://127.0.0.1:6390/0")
     )
@@ -117,7 +126,8 @@ def machine() -> str:
 
 HEADER = (
     "| mode | N | done | failed | peak | fwd p50 | fwd p99 | greet p50 | greet p99 "
-    "| greet added p50 | greet added p99 | barge p50 | barge p99 | CPU s/call-min | RSS MB/call "
+    "| greet added p50 | greet added p99 | barge p50 | barge p99 | caller barge p50 "
+    "| caller barge p99 | CPU s/call-min | RSS MB/call "
     "| app CPU | loadgen CPU | caller lag p99 | machine busy |"
 )
 
@@ -138,6 +148,8 @@ def row(step: Step) -> str:
         fmt(step.greeting_added_ms[1]),
         fmt(step.barge_in_ms[0]),
         fmt(step.barge_in_ms[1]),
+        fmt(step.caller_barge_in_ms[0]),
+        fmt(step.caller_barge_in_ms[1]),
         fmt(step.app_cpu_per_call_minute, 3),
         fmt(step.rss_per_call_mb, 2),
         f"{100 * sum(step.app_cpu_s) / window:.0f}%",
@@ -226,32 +238,38 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Files: {run_dir}", flush=True)
     if args.asgi != processes.DEFAULT_ASGI:
         print(f"Daphne serves {args.asgi} (an experiment, not the app as shipped)", flush=True)
+    variants = args.variant or [Variant("")]
+    for variant in variants:
+        if variant.label:
+            where = "this checkout" if variant.app_dir == ROOT else variant.app_dir.name
+            print(f"Variant {variant.label}: {where} {variant.env or ''}", flush=True)
     steps: list[Step] = []
-    for n in counts:
+    for n, variant in ((n, v) for n in counts for v in variants):
         config = StepConfig(
             calls=n,
             plan=plan,
-            work=run_dir / f"n{n}",
+            work=run_dir / (f"n{n}-{variant.label}" if variant.label else f"n{n}"),
             database_url=database_url,
             var_dir=VAR_DIR,
             apps=2 if args.scale_out else 1,
             redis_url=redis_url,
             caller_processes=args.caller_processes or (2 if n > 100 else 1),
             ramp_s=args.ramp_s or min(10.0, 0.05 * n),
-            profile_to=(ROOT / "bench" / "profile.svg")
+            profile_to=run_dir / f"n{n}-{variant.label}" / "profile.svg"
             if args.profile and n == max(counts)
             else None,
             profile_s=args.profile_s,
             asgi=args.asgi,
             tool_server=tools,
+            variant=variant,
         )
-        print(f"… {n} calls", file=sys.stderr, flush=True)
+        print(f"… {n} calls {variant.label}", file=sys.stderr, flush=True)
         began = time.monotonic()
-        step = run_step(config, mode, staff)
+        step = run_step(config, f"{mode} {variant.label}".strip(), staff)
         steps.append(step)
         print(f"… {n} calls done in {time.monotonic() - began:.0f} s", file=sys.stderr, flush=True)
         print("\n".join([HEADER, row(step), *details(step)]), file=sys.stderr, flush=True)
-        if args.max and not passes(step, args.bound_ms):
+        if args.max and not passes(step, args.bound_ms) and variant is variants[-1]:
             break
 
     print()
@@ -263,20 +281,20 @@ def main(argv: list[str] | None = None) -> int:
     for step in steps:
         print("\n".join(details(step)))
     if args.max:
-        held = [s.calls for s in steps if passes(s, args.bound_ms)]
-        print(
-            f"\nMost calls one setup held (no failure, p99 forwarding and barge-in ≤ "
-            f"{args.bound_ms:g} ms): {max(held) if held else 'none of the steps'}"
-        )
-    profile = next((run_dir / f"n{s.calls}" / "profile.txt" for s in steps), None)
-    for s in steps:
-        candidate = run_dir / f"n{s.calls}" / "profile.txt"
-        if candidate.exists():
-            profile = candidate
-    if profile is not None and profile.exists():
-        shutil.copy(profile, ROOT / "bench" / "profile.txt")
-        print(f"\nProfile of the {profile.parent.name[1:]}-call step (bench/profile.svg):")
-        print(profile.read_text())
+        for mode_name in dict.fromkeys(s.mode for s in steps):
+            held = [s.calls for s in steps if s.mode == mode_name and passes(s, args.bound_ms)]
+            print(
+                f"\nMost calls {mode_name} held (no failure, p99 forwarding and barge-in ≤ "
+                f"{args.bound_ms:g} ms): {max(held) if held else 'none of the steps'}"
+            )
+    profiles = sorted(run_dir.glob("n*/profile.svg"), key=lambda p: p.stat().st_mtime)
+    if profiles:  # the last step profiled; every step keeps its own in its directory
+        step_dir = profiles[-1].parent
+        for name in ("profile.svg", "profile.txt"):
+            if (step_dir / name).exists():
+                shutil.copy(step_dir / name, ROOT / "bench" / name)
+        print(f"\nProfile of step {step_dir.name} (bench/profile.svg):")
+        print((ROOT / "bench" / "profile.txt").read_text())
     return 0 if all(s.failed == 0 for s in steps) else 1
 
 

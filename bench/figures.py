@@ -23,6 +23,7 @@ class Step:
     reply_delay_ms: int = 0
     barge_in_ms: tuple = (None, None)
     barge_in_samples: int = 0
+    caller_barge_in_ms: tuple = (None, None)
     window_s: float = 0.0
     call_minutes: float = 0.0
     app_cpu_s: list[float] = field(default_factory=list)
@@ -96,6 +97,19 @@ def barge_in_latencies(calls: list[dict], sessions: list[dict]) -> list[float]:
     return latencies
 
 
+def caller_barge_in_latencies(calls: list[dict]) -> list[float]:
+    """The caller started talking over the agent → the fake Twilio received `clear`, in
+    ms: what the caller lives through, the model's voice detection included (the fake's
+    VAD fires on the first 20 ms of speech it is sent, so batching caller audio shows)."""
+    latencies = []
+    for call in calls:
+        spoke = call.get("barge_spoke_at")
+        after = [t for t in call["clears"] if spoke is not None and t >= spoke]
+        if after:
+            latencies.append((after[0] - spoke) * 1000)
+    return latencies
+
+
 def peak_concurrency(calls: list[dict]) -> int:
     events = []
     for c in calls:
@@ -146,6 +160,7 @@ def fill_latencies(step: Step, calls: list[dict], sessions: list[dict]) -> None:
     step.greeting_ms = p50_p99(greeting_latencies(calls))
     step.greeting_added_ms = p50_p99(greeting_added_latencies(calls, sessions))
     step.barge_in_ms, step.barge_in_samples = p50_p99(barge), len(barge)
+    step.caller_barge_in_ms = p50_p99(caller_barge_in_latencies(calls))
     step.peak_concurrent = peak_concurrency(calls)
     step.call_minutes = call_minutes(calls)
 

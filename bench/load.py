@@ -97,6 +97,7 @@ async def converse(call: FakeTwilioCall, plan: CallPlan) -> None:
     await call.wait_for(lambda: len(call.media_received) > media_before, SLACK_S, POLL_S)
     await asyncio.sleep(plan.barge_after_ms / 1000)
     clears_before = len(call.clears)
+    call.barge_spoke_at = time.monotonic()  # the caller starts talking over the agent
     call.speak(plan.barge_ms)
     await call.wait_for(
         lambda: len(call.clears) > clears_before, plan.barge_ms / 1000 + SLACK_S, POLL_S
@@ -168,6 +169,7 @@ def describe(call: FakeTwilioCall, app: str) -> dict:
         "stream_closed_at": call.stream_closed_at,
         "closed_by_app": call.closed_by_app,
         "clears": call.clears,
+        "barge_spoke_at": getattr(call, "barge_spoke_at", None),
         "frames_sent": call.sent_media_frames,
         "stamps": stamps_of(call),
         "violations": call.violations,

@@ -75,8 +75,10 @@ class AppProcess(DaphneProcess):
     as production settings require; the fake callers sign for that URL and connect to
     Daphne's plain http, as Twilio would through a TLS-terminating proxy."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, asgi: str = DEFAULT_ASGI) -> None:
-        super().__init__(env, log_path, asgi_app=asgi, ready_within_s=30.0, tls_proxy=True)
+    def __init__(
+        self, env: dict[str, str], log_path: Path, asgi: str = DEFAULT_ASGI, cwd: Path = ROOT
+    ) -> None:
+        super().__init__(env, log_path, asgi_app=asgi, ready_within_s=30.0, tls_proxy=True, cwd=cwd)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 processes, a fresh fake OpenAI server, and one or more caller processes."""
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -11,6 +11,7 @@ from bench import database, figures, processes
 from bench.profile import summarize
 from bench.scenario import Plan
 from bench.tool_server import BenchToolServer
+from bench.variants import Variant
 
 SAMPLE_S = 0.5
 START_DELAY_S = 2.5  # caller processes import and get ready meanwhile
@@ -31,6 +32,7 @@ class StepConfig:
     profile_s: int = 10
     asgi: str = processes.DEFAULT_ASGI  # another ASGI application, for experiments
     tool_server: BenchToolServer | None = None  # the tool-heavy plan's HTTP tool
+    variant: Variant = field(default_factory=lambda: Variant(""))  # which checkout, settings
 
 
 class Sampler:
@@ -78,14 +80,18 @@ def run_step(config: StepConfig, mode: str, staff: tuple[str, str] | None = None
     fake = processes.start_fake_openai(config.plan, config.work)
     apps: list[processes.AppProcess] = []
     try:
-        env = processes.app_env(
-            openai_base_url=fake.base_url,
-            database_url=config.database_url,
-            var_dir=config.var_dir,
-            redis_url=config.redis_url,
+        env = (
+            processes.app_env(
+                openai_base_url=fake.base_url,
+                database_url=config.database_url,
+                var_dir=config.var_dir,
+                redis_url=config.redis_url,
+            )
+            | config.variant.env
         )
         for i in range(config.apps):
-            apps.append(processes.AppProcess(env, config.work / f"daphne-{i}.log", config.asgi))
+            log = config.work / f"daphne-{i}.log"
+            apps.append(processes.AppProcess(env, log, config.asgi, config.variant.app_dir))
         warm_up(apps, config.plan, config.work)
         time.sleep(1.0)
 

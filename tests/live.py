@@ -105,12 +105,14 @@ def app_env(env: dict[str, str]) -> dict[str, str]:
 class AppProcess:
     """A process of the app (`python -m …`) with its output in a log file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], log_path: Path, cwd: Path = ROOT
+    ) -> None:
         self.log_path = log_path
         self.log_file = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", *args],
-            cwd=ROOT,
+            cwd=cwd,  # another checkout of the app: the benchmark's before/after runs
             env=app_env(env),
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
@@ -149,6 +151,7 @@ class DaphneProcess(AppProcess):
         asgi_app: str = "voiceagents.asgi:application",
         ready_within_s: float = 20.0,
         tls_proxy: bool = False,
+        cwd: Path = ROOT,
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -157,6 +160,7 @@ class DaphneProcess(AppProcess):
             ["voiceagents.web_server", "-b", "127.0.0.1", "-p", str(self.port), asgi_app],
             {"PUBLIC_BASE_URL": self.public_url, **env},
             log_path,
+            cwd,
         )
         self._wait_ready(ready_within_s, require_healthy=require_healthy)
 
