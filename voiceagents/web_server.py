@@ -16,7 +16,9 @@ binds the port itself and runs that many Daphne processes on it (`supervise`).
 Run it exactly like Daphne: `python -m voiceagents.web_server -b HOST -p PORT
 voiceagents.asgi:application` (scripts/run, the Dockerfile and the tests do). The swap
 is one module attribute, `daphne.server.HTTPFactory`, which Daphne 4 reads when its
-server starts; tests/test_request_limits.py fails if a Daphne upgrade stops using it.
+server starts; tests/integration/test_request_limits.py fails if a Daphne upgrade stops using it.
+Its WebSocket factory is swapped the same way, for one without autobahn's per-frame debug
+formatting (voiceagents/websocket_protocol.py).
 """
 
 import argparse
@@ -32,6 +34,8 @@ import daphne.server
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
 from twisted.internet import reactor
+
+from voiceagents.websocket_protocol import LeanWebSocketFactory
 
 logger = logging.getLogger(__name__)
 
@@ -209,8 +213,15 @@ def supervise(processes: int, argv: list[str]) -> int:
         time.sleep(0.2)
 
 
-def main() -> None:
+def install_protocols() -> None:
+    """Daphne builds its HTTP and WebSocket factories from these module attributes when
+    its server runs."""
     daphne.server.HTTPFactory = BoundedHTTPFactory
+    daphne.server.WebSocketFactory = LeanWebSocketFactory
+
+
+def main() -> None:
+    install_protocols()
     if os.environ.pop(CHILD_MARK, None):
         # Started by supervise() with the socket on fd 3. Twisted's "systemd:" endpoint
         # reads LISTEN_FDS once, when imported, and another reader may take it first;
