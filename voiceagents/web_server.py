@@ -30,12 +30,18 @@ import subprocess
 import sys
 import time
 
-import daphne.server
-from daphne.cli import CommandLineInterface
-from daphne.http_protocol import HTTPFactory, WebRequest
-from twisted.internet import reactor
+from voiceagents import event_loop
 
-from voiceagents.websocket_protocol import LeanWebSocketFactory
+# Before anything imports daphne.server, which makes Daphne's event loop as it loads.
+EVENT_LOOP = event_loop.install()
+
+# isort: split
+import daphne.server  # noqa: E402
+from daphne.cli import CommandLineInterface  # noqa: E402
+from daphne.http_protocol import HTTPFactory, WebRequest  # noqa: E402
+from twisted.internet import reactor  # noqa: E402
+
+from voiceagents.websocket_protocol import LeanWebSocketFactory  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
