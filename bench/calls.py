@@ -20,6 +20,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 
 from bench import database, processes
 from bench.figures import Step
@@ -72,6 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--asgi", default=processes.DEFAULT_ASGI, help="the ASGI app Daphne serves (experiments)"
     )
     parser.add_argument("--short", action="store_true", help="a ~8 s call, for trying it out")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run each step this many times (ABAB with variants)"
+    )
     parser.add_argument(
         "--variant",
         action="append",
@@ -200,6 +204,10 @@ def details(step: Step) -> list[str]:
     return lines
 
 
+def fmt_all(values: list[float]) -> str:
+    return ", ".join(fmt(v, 3) for v in values)
+
+
 def passes(step: Step, bound_ms: float) -> bool:
     return (
         step.failed == 0
@@ -244,18 +252,20 @@ def main(argv: list[str] | None = None) -> int:
             where = "this checkout" if variant.app_dir == ROOT else variant.app_dir.name
             print(f"Variant {variant.label}: {where} {variant.env or ''}", flush=True)
     steps: list[Step] = []
-    for n, variant in ((n, v) for n in counts for v in variants):
+    runs = [(n, r, v) for n in counts for r in range(args.repeat) for v in variants]
+    for n, repeat, variant in runs:
+        name = "-".join(filter(None, [f"n{n}", variant.label, f"r{repeat}" if repeat else ""]))
         config = StepConfig(
             calls=n,
             plan=plan,
-            work=run_dir / (f"n{n}-{variant.label}" if variant.label else f"n{n}"),
+            work=run_dir / name,
             database_url=database_url,
             var_dir=VAR_DIR,
             apps=2 if args.scale_out else 1,
             redis_url=redis_url,
             caller_processes=args.caller_processes or (2 if n > 100 else 1),
             ramp_s=args.ramp_s or min(10.0, 0.05 * n),
-            profile_to=run_dir / f"n{n}-{variant.label}" / "profile.svg"
+            profile_to=run_dir / name / "profile.svg"
             if args.profile and n == max(counts)
             else None,
             profile_s=args.profile_s,
@@ -280,6 +290,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for step in steps:
         print("\n".join(details(step)))
+    if args.repeat > 1:
+        print("\nMedian CPU s per call-minute over the repeats:")
+        for mode_name, n in dict.fromkeys((s.mode, s.calls) for s in steps):
+            cpu = [
+                s.app_cpu_per_call_minute
+                for s in steps
+                if (s.mode, s.calls) == (mode_name, n) and s.app_cpu_per_call_minute
+            ]
+            print(f"  {mode_name}, {n} calls: {fmt(median(cpu), 3)} (of {fmt_all(cpu)})")
     if args.max:
         for mode_name in dict.fromkeys(s.mode for s in steps):
             held = [s.calls for s in steps if s.mode == mode_name and passes(s, args.bound_ms)]
