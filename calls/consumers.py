@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from urllib.parse import urlsplit
 
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
@@ -49,6 +50,12 @@ OPENAI_CLOSE_TIMEOUT_S = 2.0
 STREAM_START_TIMEOUT_S = 5.0
 # After an agent's time limit, how long its goodbye may take before the line is cut.
 GOODBYE_GRACE_S = 30.0
+
+
+def openai_address() -> str:
+    """Host and port of the Realtime API, for error messages (never the whole URL)."""
+    url = urlsplit(settings.OPENAI_BASE_URL)
+    return f"{url.hostname}:{url.port or (443 if url.scheme in ('https', 'wss') else 80)}"
 
 
 class MediaStreamConsumer(AsyncConsumer):
@@ -133,7 +140,13 @@ class MediaStreamConsumer(AsyncConsumer):
         if audio is not None:
             agent = dataclasses.replace(agent, audio=audio)
         current_call_sid.set(call_sid)
-        self.bridge = CallBridge(call_sid, agent, stream_token=stream_token)
+        self.bridge = CallBridge(
+            call_sid,
+            agent,
+            stream_token=stream_token,
+            mark_interval_ms=settings.MARK_INTERVAL_MS,
+            inbound_window_ms=settings.INBOUND_AUDIO_WINDOW_MS,
+        )
         # Staff may end the call from the dashboard served by any web process.
         await self.channel_layer.group_add(call_group(call_sid), self.channel_name)
         await self.send({"type": "websocket.accept"})
@@ -205,8 +218,10 @@ class MediaStreamConsumer(AsyncConsumer):
                 InvalidHandshake,
                 InvalidURI,
             ) as exc:
-                log.error("call %s: OpenAI connection failed: %s", bridge.call_sid, exc)
-                await self._perform(bridge.on_openai_connect_failed(str(exc)))
+                # Named with the address: uvloop's "Connection refused" does not say it.
+                detail = f"{exc} ({openai_address()})"
+                log.error("call %s: OpenAI connection failed: %s", bridge.call_sid, detail)
+                await self._perform(bridge.on_openai_connect_failed(detail))
                 return
             self.session_started_at = asyncio.get_running_loop().time()
             try:
