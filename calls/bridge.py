@@ -5,12 +5,17 @@ and it returns the actions to carry out: frames to send to either side, turns to
 tools to run, the end of the call. It never blocks, opens a socket or touches the
 database, so barge-in, marks, truncation and tool flow are tested as plain logic.
 
-Playback accounting: every audio chunk sent to Twilio is followed by a mark named after a
-sequence number. Twilio echoes a mark once the audio before it has played, so the echoes
-say how much of each agent item the caller heard. Between echoes the position is the last
-echo plus the stream time since (Twilio's media timestamps are the clock), never past the
+Playback accounting: every audio chunk sent to Twilio is remembered with when it arrived
+on the stream clock (Twilio's media timestamps), so the bridge knows when Twilio will
+play it: back to back, or as it arrives after a pause. A mark follows the chunk that
+completes `mark_interval_ms` of audio and the last chunk of each item (0: every chunk);
+Twilio echoes a mark once the audio before it has played, which re-anchors that schedule.
+Between echoes the position is the schedule run on from the last echo, never past the
 next mark; barge-in truncates to that, so the cut is as fine as the 20 ms caller frames
-whatever the size of the agent's audio chunks.
+whatever the size of the chunks or the marks' spacing.
+
+Caller audio goes to OpenAI as it comes, or batched into `inbound_window_ms` of audio
+per `input_audio_buffer.append` (fewer, larger frames; the model hears it that much later).
 
 OpenAI errors are classified (`calls.openai_errors`): most leave the session open and the
 call goes on.
@@ -18,8 +23,10 @@ call goes on.
 
 import logging
 import re
-from collections import OrderedDict
+from binascii import a2b_base64, b2a_base64
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import orjson
 
@@ -145,6 +152,20 @@ def _json(obj: dict) -> str:
     return orjson.dumps(obj).decode()
 
 
+class QueuedAudio(NamedTuple):
+    """A chunk of agent audio sent to Twilio and not yet known to have played."""
+
+    item_id: str
+    end_ms: int  # the item's audio generated up to the end of this chunk
+    ms: int
+    arrived_ms: int  # on the stream clock: Twilio plays it from then, or after the one before
+    mark: str | None  # the mark sent after it, if any
+
+
+APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"'
+APPEND_SUFFIX = '"}'
+
+
 def base64_audio_bytes(payload: str) -> int:
     """Decoded length of a base64 string, without decoding it."""
     return len(payload) // 4 * 3 - payload.count("=", -2)
@@ -184,10 +205,23 @@ class AgentItem:
 class CallBridge:
     """State of one call. One instance per call; nothing is shared between calls."""
 
-    def __init__(self, call_sid: str, agent: AgentConfig, stream_token: str = "") -> None:
+    def __init__(
+        self,
+        call_sid: str,
+        agent: AgentConfig,
+        stream_token: str = "",
+        *,
+        mark_interval_ms: int = 0,
+        inbound_window_ms: int = 0,
+    ) -> None:
         self.call_sid = call_sid
         self.agent = agent
         self.stream_token = stream_token
+        self.mark_interval_ms = mark_interval_ms
+        self.inbound_window_ms = inbound_window_ms
+        # Caller audio held back until it makes up inbound_window_ms: base64 payloads.
+        self.inbound_payloads: list[str] = []
+        self.inbound_ms = 0
         self.stream_sid: str | None = None
         self.ended = False
         # Stream clock: ms of caller audio received so far, from Twilio's timestamps.
@@ -196,11 +230,15 @@ class CallBridge:
         self.playback_end_ms = 0
         self.response_id: str | None = None
         self.items: dict[str, AgentItem] = {}
-        # mark name -> (item_id, item's generated ms once this mark's audio has played)
-        self.pending_marks: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        # Agent audio sent to Twilio and not yet known to have played, oldest first.
+        self.queued: deque[QueuedAudio] = deque()
+        # Marks sent and not echoed: name -> how many chunks will have played by then.
+        self.pending_marks: dict[str, int] = {}
+        self.chunks_sent = 0
+        self.chunks_played = 0
+        self.unmarked_ms = 0  # audio sent since the last mark
         self.mark_seq = 0
-        # Stream time from which the item at the head of the queue has been playing on
-        # from its `heard_ms`: the last mark echo, or when audio went into an empty queue.
+        # Stream time of the last mark echo: the queue has been playing on since then.
         self.play_anchor_ms = 0
         self.cancelled_responses: set[str] = set()
         self.caller_started_ms: dict[str, int] = {}
@@ -282,7 +320,7 @@ class CallBridge:
             return self._twilio_start(msg)
         if event == "stop":
             # While a transfer is being asked for, the stream stopping is Twilio taking it.
-            return self._end(
+            return self._send_inbound() + self._end(
                 CompletionReason.TRANSFERRED
                 if self.transferring
                 else CompletionReason.CALLER_HANGUP
@@ -333,7 +371,23 @@ class CallBridge:
             return self._malformed_twilio("media timestamp out of range")
         # Twilio's clock only moves forward; a frame stamped earlier does not turn it back.
         self.stream_ms = max(self.stream_ms, timestamp_ms + TWILIO_FRAME_MS)
-        return [SendOpenAI('{"type":"input_audio_buffer.append","audio":"' + payload + '"}')]
+        if self.inbound_window_ms <= 0:
+            return [SendOpenAI(APPEND_PREFIX + payload + APPEND_SUFFIX)]
+        self.inbound_payloads.append(payload)
+        self.inbound_ms += base64_audio_bytes(payload) // self.agent.audio.bytes_per_ms
+        if self.inbound_ms < self.inbound_window_ms:
+            return []
+        return self._send_inbound()
+
+    def _send_inbound(self) -> list[Action]:
+        """The caller audio held back, as one append (none if nothing is held)."""
+        payloads, self.inbound_payloads, self.inbound_ms = self.inbound_payloads, [], 0
+        if len(payloads) <= 1:
+            return [SendOpenAI(APPEND_PREFIX + payloads[0] + APPEND_SUFFIX)] if payloads else []
+        # Each frame's base64 ends in padding (160 bytes is not a multiple of 3): decode
+        # and encode the whole, in C, rather than join the strings.
+        audio = b2a_base64(b"".join([a2b_base64(p) for p in payloads]), newline=False)
+        return [SendOpenAI(APPEND_PREFIX + audio.decode() + APPEND_SUFFIX)]
 
     def _twilio_mark(self, msg: dict) -> list[Action]:
         try:
@@ -342,14 +396,16 @@ class CallBridge:
             return self._malformed_twilio("mark without name")
         if not isinstance(name, str):
             return self._malformed_twilio("mark name is not a string")
-        played = self.pending_marks.pop(name, None)
-        if played is None:
+        played_through = self.pending_marks.pop(name, None)
+        if played_through is None:
             return []  # a mark dropped by `clear`, echoed at once: its audio was not heard
         self.play_anchor_ms = self.stream_ms
-        item_id, heard_ms = played
-        item = self.items.get(item_id)
-        if item is not None and not item.interrupted:
-            item.heard_ms = heard_ms
+        while self.chunks_played < played_through:
+            chunk = self.queued.popleft()
+            self.chunks_played += 1
+            item = self.items.get(chunk.item_id)
+            if item is not None and not item.interrupted:
+                item.heard_ms = chunk.end_ms
         actions = self._save_finished_items()
         if self.hangup_after_playback and self._agent_done_speaking():
             actions += self._after_playback()
@@ -456,27 +512,51 @@ class CallBridge:
             return []  # audio of a response the caller interrupted: never play it
         item = self._item(event["item_id"], response_id)
         delta = event["delta"]
-        chunk_ms = base64_audio_bytes(delta) // self.agent.audio.bytes_per_ms
+        delta_bytes = base64_audio_bytes(delta)
+        chunk_ms = delta_bytes // self.agent.audio.bytes_per_ms
         chunk_start_ms = max(self.stream_ms, self.playback_end_ms)
         if item.started_ms is None:
             item.started_ms = chunk_start_ms
-        if not self.pending_marks:
-            self.play_anchor_ms = self.stream_ms  # nothing queued: it starts playing now
-        item.generated_bytes += base64_audio_bytes(delta)
+        item.generated_bytes += delta_bytes
         item.generated_ms = item.generated_bytes // self.agent.audio.bytes_per_ms
         self.playback_end_ms = chunk_start_ms + chunk_ms
+        self.unmarked_ms += chunk_ms
+        mark = self._next_mark_name() if self.unmarked_ms >= self.mark_interval_ms else None
+        self.queued.append(
+            QueuedAudio(item.item_id, item.generated_ms, chunk_ms, self.stream_ms, mark)
+        )
+        self.chunks_sent += 1
+        media = SendTwilio(
+            _json({"event": "media", "streamSid": self.stream_sid, "media": {"payload": delta}})
+        )
+        if mark is None:
+            return [media]
+        return [media, self._mark(mark)]
+
+    def _next_mark_name(self) -> str:
         self.mark_seq += 1
-        mark_name = str(self.mark_seq)
-        self.pending_marks[mark_name] = (item.item_id, item.generated_ms)
-        stream_sid = self.stream_sid
-        return [
-            SendTwilio(
-                _json({"event": "media", "streamSid": stream_sid, "media": {"payload": delta}})
-            ),
-            SendTwilio(
-                _json({"event": "mark", "streamSid": stream_sid, "mark": {"name": mark_name}})
-            ),
-        ]
+        self.unmarked_ms = 0
+        return str(self.mark_seq)
+
+    def _mark(self, name: str) -> SendTwilio:
+        self.pending_marks[name] = self.chunks_sent
+        return SendTwilio(
+            _json({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}})
+        )
+
+    def _mark_the_rest(self) -> list[Action]:
+        """A mark after the last chunk sent, if it has none: an item's audio is complete,
+        and its end must be echoed to know it was heard in full."""
+        if not self.queued or self.queued[-1].mark is not None or self.stream_sid is None:
+            return []
+        name = self._next_mark_name()
+        self.queued[-1] = self.queued[-1]._replace(mark=name)
+        return [self._mark(name)]
+
+    def _audio_done(self, event: dict) -> list[Action]:
+        if event["response_id"] in self.cancelled_responses:
+            return []
+        return self._mark_the_rest()
 
     def _speech_started(self, event: dict) -> list[Action]:
         audio_start_ms = event.get("audio_start_ms")
@@ -492,14 +572,19 @@ class CallBridge:
         return self._barge_in()
 
     def playing_position(self) -> tuple[str, int] | None:
-        """The item the caller is hearing now and how far into it (ms): the last echoed
-        mark plus the stream time since, clamped to the next mark."""
-        if not self.pending_marks:
-            return None
-        item_id, next_mark_ms = next(iter(self.pending_marks.values()))
-        item = self.items[item_id]
-        since_ms = max(0, self.stream_ms - self.play_anchor_ms)
-        return item_id, max(item.heard_ms, min(item.heard_ms + since_ms, next_mark_ms))
+        """The item the caller is hearing now and how far into it (ms): the queue played
+        on from the last echoed mark, each chunk from when it arrived or when the one
+        before it ended, never past the next mark (not yet echoed: not known heard)."""
+        now, played_until = self.stream_ms, self.play_anchor_ms
+        chunk = None
+        for chunk in self.queued:
+            start = max(chunk.arrived_ms, played_until)
+            if now < start + chunk.ms:
+                return chunk.item_id, chunk.end_ms - chunk.ms + max(0, now - start)
+            if chunk.mark is not None:
+                break  # played by the schedule, but its mark has not come back
+            played_until = start + chunk.ms
+        return None if chunk is None else (chunk.item_id, chunk.end_ms)
 
     def _barge_in(self) -> list[Action]:
         """The caller spoke over the agent: stop the audio, cancel, truncate to what was heard."""
@@ -511,14 +596,17 @@ class CallBridge:
                 if item.response_id == self.response_id:
                     item.interrupted = True
             actions.append(SendOpenAI('{"type":"response.cancel"}'))
-        if self.pending_marks and self.stream_sid is not None:
+        if self.queued and self.stream_sid is not None:
             actions.insert(0, SendTwilio(_json({"event": "clear", "streamSid": self.stream_sid})))
             playing = self.playing_position()
             if playing is not None:
                 item_id, position_ms = playing
                 self.items[item_id].heard_ms = position_ms
-            unheard = OrderedDict.fromkeys(item_id for item_id, _ in self.pending_marks.values())
+            unheard = OrderedDict.fromkeys(chunk.item_id for chunk in self.queued)
+            self.queued.clear()
             self.pending_marks.clear()
+            self.chunks_played = self.chunks_sent
+            self.unmarked_ms = 0
             self.playback_end_ms = self.stream_ms
             for item_id in unheard:
                 item = self.items[item_id]
@@ -654,7 +742,7 @@ class CallBridge:
         for item in self.items.values():
             if item.response_id == response.get("id"):
                 item.response_done = True
-        actions = self._save_finished_items()
+        actions = self._mark_the_rest() + self._save_finished_items()
         if response.get("status") == "failed":
             return actions + self._response_failed(response)
         if response.get("status") == "completed":
@@ -752,6 +840,7 @@ class CallBridge:
 
     _openai_handlers = {
         "response.output_audio.delta": _audio_delta,
+        "response.output_audio.done": _audio_done,
         "input_audio_buffer.speech_started": _speech_started,
         "input_audio_buffer.committed": _caller_committed,
         "input_audio_buffer.timeout_triggered": _idle_timeout,
@@ -785,7 +874,7 @@ class CallBridge:
             not self.ended
             and self.stream_sid is not None
             and self._quiet()
-            and not self.pending_marks
+            and not self.queued
             and not self.awaiting_transcripts
         )
 
@@ -805,8 +894,9 @@ class CallBridge:
         self.caller_turn_open = False
         self.session_number += 1
         self.formats_checked = False
-        # Caller audio from here on goes to the new session (queued while it opens).
-        self.session_audio_start_ms = self.stream_ms
+        # Caller audio from here on goes to the new session (queued while it opens), and
+        # so does any held back for batching.
+        self.session_audio_start_ms = self.stream_ms - self.inbound_ms
         self.reconnect_reason = why
         # Transcripts the old session still owed will never come.
         lost = [self._caller_turn(item_id, NOT_TRANSCRIBED) for item_id in self._awaiting()]
@@ -981,7 +1071,7 @@ class CallBridge:
         """True once the goodbye that followed end_call was generated and played."""
         return (
             self.response_id is None
-            and not self.pending_marks
+            and not self.queued
             and self.last_done_response_id != self.hangup_requested_in
         )
 
@@ -992,9 +1082,9 @@ class CallBridge:
             for item in self.items.values()
             if item.response_done and not item.saved and item.started_ms is not None
         ]
-        if not finished:  # most mark echoes: skip collecting every queued mark's item
+        if not finished:  # most mark echoes: skip collecting every queued chunk's item
             return []
-        playing = {item_id for item_id, _ in self.pending_marks.values()}
+        playing = {chunk.item_id for chunk in self.queued}
         return [self._save_item(item) for item in finished if item.item_id not in playing]
 
     def _save_item(self, item: AgentItem) -> SaveTurn:

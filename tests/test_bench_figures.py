@@ -1,8 +1,13 @@
 """The benchmark's bookkeeping: plans survive the trip to the other processes, and the
-tool-heavy plan counts a call as done only with its three tool requests."""
+tool-heavy plan counts a call as done only with its three tool requests; variants and the
+caller's barge-in figure."""
 
-from bench.figures import judge_calls, tool_plan_figures
+import pytest
+
+from bench.figures import caller_barge_in_latencies, judge_calls, tool_plan_figures
 from bench.scenario import CallPlan, ToolCallPlan, plan_from_json
+from bench.variants import Variant, parse_variant
+from tests.live import ROOT
 
 
 def test_plans_round_trip_through_json():
@@ -46,3 +51,21 @@ def test_a_tool_plan_call_without_its_three_tool_requests_failed():
 def test_the_default_plan_ignores_tool_requests():
     completed, failures = judge_calls([caller_record("CA1")], {"CA1": stored_row()})
     assert (completed, failures) == (1, [])
+
+
+def test_a_variant_names_its_label_commit_and_settings():
+    variant = parse_variant("window60:INBOUND_AUDIO_WINDOW_MS=60,MARK_INTERVAL_MS=250")
+    assert variant == Variant(
+        "window60", ROOT, {"INBOUND_AUDIO_WINDOW_MS": "60", "MARK_INTERVAL_MS": "250"}
+    )
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_variant("broken:INBOUND_AUDIO_WINDOW_MS")
+
+
+def test_the_callers_barge_in_runs_from_their_first_word_to_the_next_clear():
+    calls = [
+        {"barge_spoke_at": 10.0, "clears": [4.0, 10.03, 10.5]},
+        {"barge_spoke_at": None, "clears": [1.0]},  # never talked over the agent
+        {"barge_spoke_at": 20.0, "clears": []},  # never cleared: a failed call, not a figure
+    ]
+    assert [round(ms, 3) for ms in caller_barge_in_latencies(calls)] == [30.0]

@@ -304,13 +304,21 @@ chunk_plans = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(chunk_plans, st.integers(0, 6000))
-def test_barge_in_truncates_within_20_ms_of_what_was_heard(plan, barge_in_at):
+# Marks after every chunk (0), every 60 ms, 250 ms or second of audio, or only after an
+# item's last chunk: the played position must come out the same.
+mark_intervals = st.sampled_from([0, 60, 250, 1000, 10**9])
+
+
+@settings(max_examples=400, deadline=None)
+@given(chunk_plans, st.integers(0, 6000), mark_intervals)
+def test_barge_in_truncates_within_20_ms_of_what_was_heard(plan, barge_in_at, mark_interval_ms):
     """A simulated Twilio: caller frames every 20 ms (the bridge's only clock), agent
     chunks of random sizes arriving at random times, played back to back in real time,
-    each mark echoed when the audio before it has played."""
-    bridge = CallBridge(CALL_SID, agent_config(), stream_token=TOKEN)
+    each mark echoed when the audio before it has played; the item's audio ends (and
+    its last mark is sent) after the last chunk."""
+    bridge = CallBridge(
+        CALL_SID, agent_config(), stream_token=TOKEN, mark_interval_ms=mark_interval_ms
+    )
     bridge.on_twilio_text(start_msg())
     bridge.on_openai_text(orjson.dumps({"type": "response.created", "response": {"id": "r"}}))
     arrivals, at = [], 0
@@ -327,7 +335,14 @@ def test_barge_in_truncates_within_20_ms_of_what_was_heard(plan, barge_in_at):
     events = [(20 * k + 20, 0, ("frame", 20 * k)) for k in range((barge_in_at + 20) // 20)]
     events += [(end, 1, ("echo", i)) for i, end in enumerate(ends)]
     events += [(arrive, 2, ("chunk", i)) for i, (arrive, _) in enumerate(arrivals)]
-    marks: list[str] = []
+    events.append((arrivals[-1][0], 3, ("audio done", len(arrivals) - 1)))
+    mark_after: dict[int, str] = {}  # chunk index -> the mark that followed it
+
+    def note_marks(actions, chunk: int) -> None:
+        for action in actions:
+            if isinstance(action, SendTwilio) and '"mark"' in action.text:
+                mark_after[chunk] = orjson.loads(action.text)["mark"]["name"]
+
     for time_ms, _, (kind, value) in sorted(events):
         if time_ms > barge_in_at:
             break
@@ -348,11 +363,12 @@ def test_barge_in_truncates_within_20_ms_of_what_was_heard(plan, barge_in_at):
                 "item_id": "item",
                 "delta": _audio(arrivals[value][1]),
             }
-            for action in bridge.on_openai_text(orjson.dumps(delta)):
-                if isinstance(action, SendTwilio) and '"mark"' in action.text:
-                    marks.append(orjson.loads(action.text)["mark"]["name"])
-        elif value < len(marks):
-            mark = {"event": "mark", "streamSid": STREAM_SID, "mark": {"name": marks[value]}}
+            note_marks(bridge.on_openai_text(orjson.dumps(delta)), value)
+        elif kind == "audio done":
+            done = {"type": "response.output_audio.done", "response_id": "r", "item_id": "item"}
+            note_marks(bridge.on_openai_text(orjson.dumps(done)), value)
+        elif value in mark_after:
+            mark = {"event": "mark", "streamSid": STREAM_SID, "mark": {"name": mark_after[value]}}
             bridge.on_twilio_text(orjson.dumps(mark))
 
     speech = {"type": "input_audio_buffer.speech_started", "audio_start_ms": 0, "item_id": "u"}
@@ -366,6 +382,12 @@ def test_barge_in_truncates_within_20_ms_of_what_was_heard(plan, barge_in_at):
         for start, (arrive, ms) in zip(starts, arrivals, strict=True)
         if arrive <= barge_in_at
     )
+    generated = sum(ms for arrive, ms in arrivals if arrive <= barge_in_at)
+    if heard < generated:
+        (truncate,) = truncates  # something unheard: it is cut
     if truncates:
         (truncate,) = truncates
         assert abs(truncate["audio_end_ms"] - heard) <= 20, (truncate["audio_end_ms"], heard)
+    if mark_interval_ms >= 10**9:
+        # Marks only after the item's last chunk: one per item, whatever its length.
+        assert len(mark_after) <= 1
