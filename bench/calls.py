@@ -61,6 +61,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max", action="store_true", help=f"step N through {MAX_STEPS}")
     parser.add_argument("--bound-ms", type=float, default=20.0, help="--max: p99 bound")
     parser.add_argument("--scale-out", action="store_true", help="two Daphne processes")
+    parser.add_argument(
+        "--web-processes",
+        type=int,
+        default=0,
+        metavar="K",
+        help="one port, WEB_PROCESSES=K (Redis + PostgreSQL, as in production); 0: neither",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the largest N")
     parser.add_argument("--profile-s", type=int, default=10)
     parser.add_argument(
@@ -223,10 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     run_dir = VAR_DIR / datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S")
     redis_url = ""
-    if args.scale_out:
+    if args.scale_out or args.web_processes:
         database_url = database.fresh_postgres_url(args.postgres_url)
         redis_url = args.redis_url
-        mode = "2 proc"
+        mode = f"{args.web_processes} web proc" if args.web_processes else "2 proc"
     else:
         database_url = database.sqlite_url(VAR_DIR)
         mode = "1 proc"
@@ -262,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             database_url=database_url,
             var_dir=VAR_DIR,
             apps=2 if args.scale_out else 1,
+            web_processes=max(1, args.web_processes),
             redis_url=redis_url,
             caller_processes=args.caller_processes or (2 if n > 100 else 1),
             ramp_s=args.ramp_s or min(10.0, 0.05 * n),

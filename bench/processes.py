@@ -1,6 +1,7 @@
 """The processes of a run and what /proc says about them: Daphne serving the app, the
 fake OpenAI server, the caller processes, and py-spy."""
 
+import contextlib
 import os
 import resource
 import subprocess
@@ -36,6 +37,31 @@ def cpu_seconds(pid: int) -> float:
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * PAGE_BYTES
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (WEB_PROCESSES' Daphne processes under their
+    supervisor), from the parent field of every /proc/<pid>/stat."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def open_sockets(pid: int) -> int:
+    """Sockets a process holds: two per call (Twilio's stream, the OpenAI session)."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            count += os.readlink(fd).startswith("socket:")
+    return count
 
 
 def machine_cpu() -> tuple[float, float]:

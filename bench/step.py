@@ -25,6 +25,7 @@ class StepConfig:
     database_url: str
     var_dir: Path
     apps: int = 1
+    web_processes: int = 1  # WEB_PROCESSES of each app: Daphne processes on one port
     redis_url: str = ""
     caller_processes: int = 1
     ramp_s: float = 5.0  # calls start evenly over this long
@@ -36,15 +37,29 @@ class StepConfig:
 
 
 class Sampler:
-    """Peak RSS of the app processes, sampled while the calls run."""
+    """Peak RSS and open sockets of the serving processes, sampled while the calls run."""
 
-    def __init__(self, apps: list[processes.AppProcess]) -> None:
-        self.apps = apps
-        self.peak_rss = [processes.rss_bytes(a.pid) for a in apps]
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.peak_rss = [processes.rss_bytes(pid) for pid in pids]
+        self.baseline_sockets = [processes.open_sockets(pid) for pid in pids]
+        self.peak_sockets = list(self.baseline_sockets)
 
     def __call__(self) -> None:
-        for i, app in enumerate(self.apps):
-            self.peak_rss[i] = max(self.peak_rss[i], processes.rss_bytes(app.pid))
+        for i, pid in enumerate(self.pids):
+            self.peak_rss[i] = max(self.peak_rss[i], processes.rss_bytes(pid))
+            self.peak_sockets[i] = max(self.peak_sockets[i], processes.open_sockets(pid))
+
+
+def serving_pids(apps: list[processes.AppProcess], web_processes: int) -> list[int]:
+    """The Daphne processes that carry the calls: each app's, or with WEB_PROCESSES the
+    supervisor's children."""
+    if web_processes <= 1:
+        return [a.pid for a in apps]
+    pids = [child for a in apps for child in processes.children(a.pid)]
+    if len(pids) != web_processes * len(apps):
+        raise RuntimeError(f"expected {web_processes} web processes per app, found {pids}")
+    return pids
 
 
 def caller_specs(config: StepConfig, apps: list, t0: float) -> list[dict]:
@@ -87,19 +102,21 @@ def run_step(config: StepConfig, mode: str, staff: tuple[str, str] | None = None
                 var_dir=config.var_dir,
                 redis_url=config.redis_url,
             )
+            | {"WEB_PROCESSES": str(config.web_processes)}
             | config.variant.env
         )
         for i in range(config.apps):
             log = config.work / f"daphne-{i}.log"
             apps.append(processes.AppProcess(env, log, config.asgi, config.variant.app_dir))
-        warm_up(apps, config.plan, config.work)
+        pids = serving_pids(apps, config.web_processes)
+        warm_up(apps * config.web_processes * 2, config.plan, config.work)  # each process, likely
         time.sleep(1.0)
 
         tools = config.tool_server
         bad_requests_before = len(tools.bad_requests) if tools else 0
-        sampler = Sampler(apps)
+        sampler = Sampler(pids)
         baseline_rss = list(sampler.peak_rss)
-        app_cpu_before = [processes.cpu_seconds(a.pid) for a in apps]
+        app_cpu_before = [processes.cpu_seconds(pid) for pid in pids]
         fake_cpu_before = processes.cpu_seconds(fake.process.pid)
         machine_before = processes.machine_cpu()
         started = time.monotonic()
@@ -138,7 +155,7 @@ def run_step(config: StepConfig, mode: str, staff: tuple[str, str] | None = None
         sampler()
         window_s = time.monotonic() - started
         app_cpu = [
-            processes.cpu_seconds(a.pid) - b for a, b in zip(apps, app_cpu_before, strict=True)
+            processes.cpu_seconds(pid) - b for pid, b in zip(pids, app_cpu_before, strict=True)
         ]
         fake_cpu = processes.cpu_seconds(fake.process.pid) - fake_cpu_before
         machine_after = processes.machine_cpu()
@@ -168,7 +185,14 @@ def run_step(config: StepConfig, mode: str, staff: tuple[str, str] | None = None
         (peak - base) / config.calls / 2**20
         for peak, base in zip(sampler.peak_rss, baseline_rss, strict=True)
     ]
-    step.calls_per_app = [log.count(" answered by agent ") - 1 for log in app_logs]  # less warm-up
+    if config.web_processes > 1:  # one log for all: count each process's sockets instead
+        step.calls_per_app = [
+            (peak - base) // 2
+            for peak, base in zip(sampler.peak_sockets, sampler.baseline_sockets, strict=True)
+        ]
+    else:
+        warm_ups = 2 * config.web_processes
+        step.calls_per_app = [log.count(" answered by agent ") - warm_ups for log in app_logs]
     step.fake_openai_cpu_s = fake_cpu
     step.callers_cpu_s = sum(r["cpu_s"] for r in results)
     step.loadgen_cpu_s = fake_cpu + step.callers_cpu_s
