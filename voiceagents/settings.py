@@ -332,7 +332,7 @@ OPENAI_TRANSCRIPT_WAIT_S = env_float("OPENAI_TRANSCRIPT_WAIT_S", 2.0)
 # item's last chunk; 0: after every chunk), and caller audio sent to OpenAI in batches of
 # INBOUND_AUDIO_WINDOW_MS (0: each 20 ms frame as it comes).
 MARK_INTERVAL_MS = env_int("MARK_INTERVAL_MS", 250)
-INBOUND_AUDIO_WINDOW_MS = env_int("INBOUND_AUDIO_WINDOW_MS", 40)
+INBOUND_AUDIO_WINDOW_MS = env_int("INBOUND_AUDIO_WINDOW_MS", 0)
 HTTP_TOOL_TIMEOUT_S = env_float("HTTP_TOOL_TIMEOUT_S", 10.0)  # the whole request and reply
 HTTP_TOOL_MAX_REPLY_BYTES = env_int("HTTP_TOOL_MAX_REPLY_BYTES", 256 * 1024)
 # Agent tools may not reach loopback, private, link-local… addresses except these
