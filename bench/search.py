@@ -1,6 +1,6 @@
 """Call search at scale: seeds N calls (default 100,000) with post-call transcripts,
-summaries with outcomes and five live turns each, then times the call list page (the
-query, the count for paging, and the rendered page) for typical searches.
+summaries with outcomes and ten live turns each (1,000,000 turns), then times the call
+list page (the query, the count for paging, and the rendered page) for typical searches.
 
     python -m bench.search                     # PostgreSQL from var/test-services.env
     python -m bench.search --sqlite            # the embedded default
@@ -32,9 +32,12 @@ RARE_WORDS = [
 NAMES = ["Maria", "John", "Aisha", "Wei", "Lucas", "Emma", "Olga", "Tom", "Sara", "Omar"]
 
 
-def use_database(sqlite: bool) -> None:
+def use_database(sqlite: bool, turns_per_call: int) -> None:
+    """A database of the benchmark's own, kept between runs (seeding takes minutes); one
+    per number of turns per call, and apart from the call benchmark's, which starts afresh."""
+    name = f"voiceagents_search_{turns_per_call}t"
     if sqlite:
-        os.environ["DATABASE_URL"] = f"sqlite:///{ROOT / 'var' / 'bench-search.sqlite3'}"
+        os.environ["DATABASE_URL"] = f"sqlite:///{ROOT / 'var' / (name + '.sqlite3')}"
         return
     env_file = ROOT / "var" / "test-services.env"
     urls = dict(
@@ -47,11 +50,11 @@ def use_database(sqlite: bool) -> None:
 
     with psycopg.connect(server + "/postgres", autocommit=True) as connection:
         exists = connection.execute(
-            "SELECT 1 FROM pg_database WHERE datname = 'voiceagents_bench'"
+            "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
         ).fetchone()
         if not exists:
-            connection.execute("CREATE DATABASE voiceagents_bench")
-    os.environ["DATABASE_URL"] = server + "/voiceagents_bench"
+            connection.execute(f"CREATE DATABASE {name}")
+    os.environ["DATABASE_URL"] = f"{server}/{name}"
 
 
 def sentence(rng: random.Random, n: int) -> str:
@@ -59,7 +62,7 @@ def sentence(rng: random.Random, n: int) -> str:
     return " ".join(words).capitalize() + "."
 
 
-def seed(count: int) -> None:
+def seed(count: int, turns_per_call: int) -> None:
     from django.utils import timezone
 
     from calls.models import Call, Turn
@@ -94,7 +97,7 @@ def seed(count: int) -> None:
         turns, transcripts, summaries, said = [], [], [], {}
         for call in calls:
             name = rng.choice(NAMES)
-            lines = [sentence(rng, rng.randint(6, 14)) for _ in range(5)]
+            lines = [sentence(rng, rng.randint(6, 14)) for _ in range(turns_per_call)]
             said[call.sid] = lines
             for index, text in enumerate(lines):
                 turns.append(
@@ -170,6 +173,9 @@ def time_page(client, query: str, repeats: int, page: str = "/calls/") -> tuple[
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=100_000)
+    parser.add_argument(
+        "--turns-per-call", type=int, default=10, help="live turns seeded per call (1,000,000)"
+    )
     parser.add_argument("--sqlite", action="store_true")
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args(argv)
@@ -177,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voiceagents.settings")
     os.environ.setdefault("DEBUG", "true")  # development secrets: nothing here is deployed
     os.environ["LOG_LEVEL"] = "WARNING"
-    use_database(args.sqlite)
+    use_database(args.sqlite, args.turns_per_call)
     import django
 
     django.setup()
@@ -187,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     from django.test import Client
 
     call_command("migrate", verbosity=0)
-    seed(args.calls)
+    seed(args.calls, args.turns_per_call)
     user = get_user_model().objects.filter(username="bench").first() or (
         get_user_model().objects.create_superuser("bench", "bench@example.com", None)
     )
@@ -211,7 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     ]
     vendor = connection.vendor
     print(
-        f"\n{vendor}, {args.calls} calls, {args.repeats} requests each "
+        f"\n{vendor}, {args.calls} calls, {args.calls * args.turns_per_call} turns, "
+        f"{args.repeats} requests each "
         "(the page: query, count for paging, template):\n"
     )
     print("| search | matches | p50 ms | p95 ms |")
