@@ -2,6 +2,7 @@
 asked for or when uvloop is missing; and the web process really runs on the loop chosen."""
 
 import asyncio
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -68,3 +69,17 @@ def test_the_web_process_runs_on_the_loop_chosen(setting, uses_uvloop):
         assert ("uvloop/loop." in loaded_libraries(server.pid)) is uses_uvloop
     finally:
         server.stop()
+
+
+def test_importing_the_web_server_chooses_no_loop_and_installs_no_reactor():
+    """Only its main() does, in that order: an import (a test collecting it, a tool)
+    must not put the whole process on uvloop or on Twisted's default reactor."""
+    probe = (
+        "import asyncio, sys, voiceagents.web_server;"
+        "print(type(asyncio.get_event_loop_policy()).__module__,"
+        " 'twisted.internet.reactor' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["asyncio.unix_events", "False"]

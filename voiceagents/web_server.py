@@ -30,18 +30,12 @@ import subprocess
 import sys
 import time
 
+# Neither imports Twisted's reactor or daphne.server: importing this module chooses no
+# event loop and installs no reactor (main() does, in that order).
+from daphne.http_protocol import HTTPFactory, WebRequest
+
 from voiceagents import event_loop
-
-# Before anything imports daphne.server, which makes Daphne's event loop as it loads.
-EVENT_LOOP = event_loop.install()
-
-# isort: split
-import daphne.server  # noqa: E402
-from daphne.cli import CommandLineInterface  # noqa: E402
-from daphne.http_protocol import HTTPFactory, WebRequest  # noqa: E402
-from twisted.internet import reactor  # noqa: E402
-
-from voiceagents.websocket_protocol import LeanWebSocketFactory  # noqa: E402
+from voiceagents.websocket_protocol import LeanWebSocketFactory
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +92,8 @@ class BoundedRequest(WebRequest):
         self.refused = True
         self.content = _Discard()
         limit = body_limit()
+        from twisted.internet import reactor  # Daphne's, installed by then
+
         logger.warning("Refused %s (MAX_REQUEST_BODY_BYTES=%d)", what, limit)
         body = f"Request body too large: the limit is {limit} bytes.\n".encode()
         self.channel.transport.write(
@@ -222,12 +218,19 @@ def supervise(processes: int, argv: list[str]) -> int:
 def install_protocols() -> None:
     """Daphne builds its HTTP and WebSocket factories from these module attributes when
     its server runs."""
+    import daphne.server
+
     daphne.server.HTTPFactory = BoundedHTTPFactory
     daphne.server.WebSocketFactory = LeanWebSocketFactory
 
 
 def main() -> None:
+    # The event loop first: importing daphne.server makes Daphne's loop (and installs
+    # Twisted's asyncio reactor on it).
+    event_loop.install()
     install_protocols()
+    from daphne.cli import CommandLineInterface
+
     if os.environ.pop(CHILD_MARK, None):
         # Started by supervise() with the socket on fd 3. Twisted's "systemd:" endpoint
         # reads LISTEN_FDS once, when imported, and another reader may take it first;
