@@ -400,7 +400,7 @@ class CallBridge:
         if played_through is None:
             return []  # a mark dropped by `clear`, echoed at once: its audio was not heard
         self.play_anchor_ms = self.stream_ms
-        while self.chunks_played < played_through:
+        while self.queued and self.chunks_played < played_through:
             chunk = self.queued.popleft()
             self.chunks_played += 1
             item = self.items.get(chunk.item_id)
