@@ -81,6 +81,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--short", action="store_true", help="a ~8 s call, for trying it out")
     parser.add_argument(
+        "--server",
+        choices=sorted(processes.SERVERS),
+        default="daphne",
+        help="uvicorn: an experiment (pip install uvicorn httptools first), not the app as shipped",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="run each step this many times (ABAB with variants)"
     )
     parser.add_argument(
@@ -251,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(f"Files: {run_dir}", flush=True)
+    if args.server != "daphne":
+        print(f"Served by {args.server} (an experiment, not the app as shipped)", flush=True)
     if args.asgi != processes.DEFAULT_ASGI:
         print(f"Daphne serves {args.asgi} (an experiment, not the app as shipped)", flush=True)
     variants = args.variant or [Variant("")]
@@ -278,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             else None,
             profile_s=args.profile_s,
             asgi=args.asgi,
+            server=args.server,
             tool_server=tools,
             variant=variant,
         )

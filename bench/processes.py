@@ -107,6 +107,22 @@ class AppProcess(DaphneProcess):
         super().__init__(env, log_path, asgi_app=asgi, ready_within_s=30.0, tls_proxy=True, cwd=cwd)
 
 
+class UvicornAppProcess(AppProcess):
+    """The same app under uvicorn (uvloop, its websockets protocol) instead of Daphne: an
+    experiment measuring what the Twisted/autobahn layer costs (`--server uvicorn`).
+    uvicorn is not a dependency: `.venv/bin/pip install uvicorn httptools` first."""
+
+    def server_args(self, asgi_app: str) -> list[str]:
+        return [
+            *("uvicorn", "--host", "127.0.0.1", "--port", str(self.port)),
+            *("--loop", "uvloop", "--http", "httptools", "--ws", "websockets"),
+            *("--no-access-log", "--log-level", "warning", asgi_app),
+        ]
+
+
+SERVERS = {"daphne": AppProcess, "uvicorn": UvicornAppProcess}
+
+
 @dataclass
 class FakeOpenAI:
     process: subprocess.Popen

@@ -32,6 +32,7 @@ class StepConfig:
     profile_to: Path | None = None  # py-spy flame graph of the first app process
     profile_s: int = 10
     asgi: str = processes.DEFAULT_ASGI  # another ASGI application, for experiments
+    server: str = "daphne"  # or "uvicorn", an experiment (processes.UvicornAppProcess)
     tool_server: BenchToolServer | None = None  # the tool-heavy plan's HTTP tool
     variant: Variant = field(default_factory=lambda: Variant(""))  # which checkout, settings
 
@@ -107,7 +108,8 @@ def run_step(config: StepConfig, mode: str, staff: tuple[str, str] | None = None
         )
         for i in range(config.apps):
             log = config.work / f"daphne-{i}.log"
-            apps.append(processes.AppProcess(env, log, config.asgi, config.variant.app_dir))
+            server = processes.SERVERS[config.server]
+            apps.append(server(env, log, config.asgi, config.variant.app_dir))
         pids = serving_pids(apps, config.web_processes)
         warm_up(apps * config.web_processes * 2, config.plan, config.work)  # each process, likely
         time.sleep(1.0)

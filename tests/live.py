@@ -157,12 +157,15 @@ class DaphneProcess(AppProcess):
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.public_url = f"{'https' if tls_proxy else 'http'}://127.0.0.1:{self.port}"
         super().__init__(
-            ["voiceagents.web_server", "-b", "127.0.0.1", "-p", str(self.port), asgi_app],
+            self.server_args(asgi_app),
             {"PUBLIC_BASE_URL": self.public_url, **env},
             log_path,
             cwd,
         )
         self._wait_ready(ready_within_s, require_healthy=require_healthy)
+
+    def server_args(self, asgi_app: str) -> list[str]:
+        return ["voiceagents.web_server", "-b", "127.0.0.1", "-p", str(self.port), asgi_app]
 
     def _wait_ready(self, timeout: float, *, require_healthy: bool = True) -> None:
         """Until /healthz answers 200 (or answers at all, for an app started on purpose
