@@ -232,10 +232,8 @@ class CallBridge:
         self.items: dict[str, AgentItem] = {}
         # Agent audio sent to Twilio and not yet known to have played, oldest first.
         self.queued: deque[QueuedAudio] = deque()
-        # Marks sent and not echoed: name -> how many chunks will have played by then.
-        self.pending_marks: dict[str, int] = {}
-        self.chunks_sent = 0
-        self.chunks_played = 0
+        # Marks sent and not echoed, in the order sent (each also on its chunk in `queued`).
+        self.pending_marks: dict[str, None] = {}
         self.unmarked_ms = 0  # audio sent since the last mark
         self.mark_seq = 0
         # Stream time of the last mark echo: the queue has been playing on since then.
@@ -396,16 +394,17 @@ class CallBridge:
             return self._malformed_twilio("mark without name")
         if not isinstance(name, str):
             return self._malformed_twilio("mark name is not a string")
-        played_through = self.pending_marks.pop(name, None)
-        if played_through is None:
+        if name not in self.pending_marks:
             return []  # a mark dropped by `clear`, echoed at once: its audio was not heard
+        del self.pending_marks[name]
         self.play_anchor_ms = self.stream_ms
-        while self.queued and self.chunks_played < played_through:
+        while self.queued:  # everything up to the chunk this mark followed has played
             chunk = self.queued.popleft()
-            self.chunks_played += 1
             item = self.items.get(chunk.item_id)
             if item is not None and not item.interrupted:
                 item.heard_ms = chunk.end_ms
+            if chunk.mark == name:
+                break
         actions = self._save_finished_items()
         if self.hangup_after_playback and self._agent_done_speaking():
             actions += self._after_playback()
@@ -525,7 +524,6 @@ class CallBridge:
         self.queued.append(
             QueuedAudio(item.item_id, item.generated_ms, chunk_ms, self.stream_ms, mark)
         )
-        self.chunks_sent += 1
         media = SendTwilio(
             _json({"event": "media", "streamSid": self.stream_sid, "media": {"payload": delta}})
         )
@@ -539,7 +537,7 @@ class CallBridge:
         return str(self.mark_seq)
 
     def _mark(self, name: str) -> SendTwilio:
-        self.pending_marks[name] = self.chunks_sent
+        self.pending_marks[name] = None
         return SendTwilio(
             _json({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}})
         )
@@ -605,7 +603,6 @@ class CallBridge:
             unheard = OrderedDict.fromkeys(chunk.item_id for chunk in self.queued)
             self.queued.clear()
             self.pending_marks.clear()
-            self.chunks_played = self.chunks_sent
             self.unmarked_ms = 0
             self.playback_end_ms = self.stream_ms
             for item_id in unheard:
