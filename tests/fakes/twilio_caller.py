@@ -372,6 +372,31 @@ class FakeTwilioCall:
         self._marks_task: asyncio.Task | None = None
         self._task_errors: list[BaseException] = []
 
+    @classmethod
+    def placed_by_app(
+        cls,
+        app_base_url: str,
+        created: dict,
+        *,
+        auth_token: str,
+        account_sid: str,
+        public_base_url: str | None = None,
+    ) -> FakeTwilioCall:
+        """Twilio's side of a call the app asked it to place (`created`: the fake REST
+        API's record of the Calls.json request): its answer URL is the voice URL."""
+        answer = urlsplit(created["Url"])
+        return cls(
+            app_base_url,
+            auth_token=auth_token,
+            account_sid=account_sid,
+            from_number=created["From"],
+            to_number=created["To"],
+            call_sid=created["sid"],
+            public_base_url=public_base_url,
+            voice_path=f"{answer.path}?{answer.query}",
+            direction="outbound-api",
+        )
+
     # --- observations -------------------------------------------------------------------
     @property
     def heard_audio(self) -> bytearray:

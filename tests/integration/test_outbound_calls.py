@@ -78,18 +78,12 @@ async def place_through_api(app: DaphneProcess, body: dict) -> httpx.Response:
 
 
 def twilio_side_of(app: DaphneProcess, created: dict) -> FakeTwilioCall:
-    """Twilio's view of the call it was asked to place: its answer URL is the voice URL."""
-    answer = urlsplit(created["Url"])
-    return FakeTwilioCall(
+    return FakeTwilioCall.placed_by_app(
         app.base_url,
+        created,
         auth_token=TEST_AUTH_TOKEN,
         account_sid=TEST_ACCOUNT_SID,
-        from_number=created["From"],
-        to_number=created["To"],
-        call_sid=created["sid"],
         public_base_url=app.public_url,
-        voice_path=f"{answer.path}?{answer.query}",
-        direction="outbound-api",
     )
 
 

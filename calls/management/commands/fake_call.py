@@ -221,7 +221,6 @@ class Command(BaseCommand):
     async def answer_outbound(self, options, bank, fakes) -> str:
         """Twilio's part of an outbound call the app places: ringing, the answer, the
         media stream; the person talks and hangs up."""
-        from urllib.parse import urlsplit
 
         from tests.fakes.twilio_caller import FakeTwilioCall
 
@@ -247,17 +246,12 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"The app asked Twilio to call {created['To']} from {created['From']}"
             )
-            answer_url = urlsplit(created["Url"])
-            person = FakeTwilioCall(
+            person = FakeTwilioCall.placed_by_app(
                 options["app_url"],
+                created,
                 auth_token=settings.TWILIO_AUTH_TOKEN,
                 account_sid=twilio.account_sid,
-                from_number=created["From"],
-                to_number=created["To"],
-                call_sid=created["sid"],
                 public_base_url=settings.PUBLIC_BASE_URL,
-                voice_path=f"{answer_url.path}?{answer_url.query}",
-                direction="outbound-api",
             )
             await person.send_status(created["StatusCallback"], "ringing")
             self.stdout.write("Ringing… the person answers.")
