@@ -15,6 +15,7 @@ from bench.variants import Variant
 
 SAMPLE_S = 0.5
 START_DELAY_S = 2.5  # caller processes import and get ready meanwhile
+WARM_UPS_PER_PROCESS = 2  # with several processes on one port, each most likely gets one
 
 
 @dataclass
@@ -111,7 +112,7 @@ def run_step(config: StepConfig, mode: str, staff: tuple[str, str] | None = None
             server = processes.SERVERS[config.server]
             apps.append(server(env, log, config.asgi, config.variant.app_dir))
         pids = serving_pids(apps, config.web_processes)
-        warm_up(apps * config.web_processes * 2, config.plan, config.work)  # each process, likely
+        warm_up(apps * config.web_processes * WARM_UPS_PER_PROCESS, config.plan, config.work)
         time.sleep(1.0)
 
         tools = config.tool_server
@@ -193,8 +194,9 @@ def run_step(config: StepConfig, mode: str, staff: tuple[str, str] | None = None
             for peak, base in zip(sampler.peak_sockets, sampler.baseline_sockets, strict=True)
         ]
     else:
-        warm_ups = 2 * config.web_processes
-        step.calls_per_app = [log.count(" answered by agent ") - warm_ups for log in app_logs]
+        step.calls_per_app = [
+            log.count(" answered by agent ") - WARM_UPS_PER_PROCESS for log in app_logs
+        ]
     step.fake_openai_cpu_s = fake_cpu
     step.callers_cpu_s = sum(r["cpu_s"] for r in results)
     step.loadgen_cpu_s = fake_cpu + step.callers_cpu_s
