@@ -1,7 +1,9 @@
 """voiceagents/websocket_protocol.py: Daphne's WebSocket protocol without autobahn's
-per-frame debug formatting, doing exactly what autobahn's own methods do otherwise."""
+per-frame debug formatting and with its own reading of whole data frames, doing exactly
+what autobahn's own methods do otherwise."""
 
 import inspect
+import struct
 from collections import deque
 from unittest import mock
 
@@ -12,6 +14,8 @@ from autobahn.twisted import websocket as autobahn_twisted
 from autobahn.websocket import protocol as autobahn_protocol
 from autobahn.websocket.protocol import TrafficStats
 from daphne.ws_protocol import WebSocketFactory
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.testing import StringTransport
 
 from voiceagents import web_server
@@ -65,14 +69,192 @@ def test_queued_sends_go_through_autobahn_unchanged():
     assert [c.args[1] for c in autobahn_send.call_args_list] == [b"x", b"y" * 10]
 
 
-def test_receiving_with_debug_off_parses_without_formatting():
-    lean = open_protocol()
-    with (
-        mock.patch.object(autobahn_twisted, "hltype", side_effect=FORMATTED),
-        mock.patch.object(LeanWebSocketProtocol, "_dataReceived") as parse,
-    ):
-        lean.dataReceived(b"\x81\x85")
-    parse.assert_called_once_with(b"\x81\x85")
+# --- Reading whole frames ---------------------------------------------------------------
+
+
+class ApplicationQueue(list):
+    def put_nowait(self, message: dict) -> None:
+        self.append(message)
+
+
+class DaphneServer:
+    """What Daphne's WebSocket protocol asks of its server."""
+
+    root_path = ""
+    proxy_forwarded_address_header = None
+
+    def __init__(self) -> None:
+        self.queue = ApplicationQueue()
+
+    def protocol_connected(self, protocol) -> None:
+        pass
+
+    def protocol_disconnected(self, protocol) -> None:
+        pass
+
+    def create_application(self, protocol, scope) -> ApplicationQueue:
+        return self.queue
+
+    def log_action(self, *args) -> None:
+        pass
+
+
+HANDSHAKE = (
+    b"GET /twilio/stream/t HTTP/1.1\r\nHost: app\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+FRAME_LIMIT = 2000  # small, so that a test can cross it cheaply
+
+
+def accepted_socket(factory_class=LeanWebSocketFactory):
+    """A Daphne WebSocket after a real handshake, accepted by the application."""
+    server = DaphneServer()
+    factory = factory_class(server)
+    factory.setProtocolOptions(maxFramePayloadSize=FRAME_LIMIT, maxMessagePayloadSize=3000)
+    protocol = factory.buildProtocol(("127.0.0.1", 1))
+    protocol._raw_query_string = b""  # set by Daphne's HTTP protocol before the upgrade
+    protocol.makeConnection(ClientTransport())
+    protocol.dataReceived(HANDSHAKE)
+    protocol.serverAccept()
+    assert protocol.state == protocol.STATE_OPEN
+    protocol.transport.clear()
+    assert server.queue == [{"type": "websocket.connect"}]
+    server.queue.clear()
+    return protocol, server.queue
+
+
+class ClientTransport(StringTransport):
+    def unregisterProducer(self) -> None:
+        # autobahn unregisters when it drops a connection it failed, registered or not.
+        self.producer = None
+
+
+def client_frame(
+    payload: bytes, opcode: int = 1, fin: bool = True, mask: bytes = b"k3y!", length_bytes=None
+) -> bytes:
+    """A frame as a client sends it: masked, with the shortest length unless told."""
+    length = len(payload)
+    if length_bytes is None:
+        length_bytes = 0 if length < 126 else 2 if length < 65536 else 8
+    first = (0x80 if fin else 0) | opcode
+    if length_bytes == 0:
+        head = bytes([first, 0x80 | length])
+    elif length_bytes == 2:
+        head = bytes([first, 0x80 | 126]) + struct.pack("!H", length)
+    else:
+        head = bytes([first, 0x80 | 127]) + struct.pack("!Q", length)
+    if not mask:
+        return bytes([head[0], head[1] & 0x7F]) + head[2:] + payload
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+MEDIA_FRAME = (
+    b'{"event":"media","sequenceNumber":"3","streamSid":"MZ0","media":{"track":"inbound",'
+    b'"chunk":"2","timestamp":"40","payload":"' + b"/" * 216 + b'"}}'
+)
+
+
+def received(queue: ApplicationQueue) -> list:
+    return [m.get("text", m.get("bytes")) for m in queue]
+
+
+def incoming_counters(protocol) -> dict:
+    return {k: v for k, v in vars(protocol.trafficStats).items() if k.startswith("incoming")}
+
+
+def test_a_whole_media_frame_reaches_daphne_without_autobahns_parser():
+    lean, queue = accepted_socket()
+    with mock.patch.object(autobahn_protocol.WebSocketProtocol, "processData") as parser:
+        lean.dataReceived(client_frame(MEDIA_FRAME))
+        lean.dataReceived(client_frame(b"\x00\xff", opcode=2) + client_frame(b"{}"))
+    parser.assert_not_called()
+    assert queue == [
+        {"type": "websocket.receive", "text": MEDIA_FRAME.decode()},
+        {"type": "websocket.receive", "bytes": b"\x00\xff"},
+        {"type": "websocket.receive", "text": "{}"},
+    ]
+    assert lean.trafficStats.incomingWebSocketMessages == 3
+    assert lean.trafficStats.incomingOctetsAppLevel == len(MEDIA_FRAME) + 2 + 2
+
+
+def test_what_the_fast_path_does_not_take_goes_to_autobahn_from_that_frame_on():
+    lean, queue = accepted_socket()
+    whole = client_frame(b"first")
+    fragment = client_frame(b"sec", fin=False) + client_frame(b"ond", opcode=0)
+    with mock.patch.object(
+        autobahn_protocol.WebSocketProtocol,
+        "processData",
+        autospec=True,
+        side_effect=autobahn_protocol.WebSocketProtocol.processData,
+    ) as parser:
+        lean.dataReceived(whole + fragment + client_frame(b"third")[:5])
+        parsed = parser.call_count
+        lean.dataReceived(client_frame(b"third")[5:])
+    assert parsed > 0 and parser.call_count > parsed
+    assert received(queue) == ["first", "second", "third"]
+
+
+def test_a_frame_restarts_the_ping_timeout_as_autobahn_does():
+    lean, queue = accepted_socket()
+    lean.autoPingTimeoutCall = mock.Mock()
+    with mock.patch.object(LeanWebSocketProtocol, "_cancelAutoPingTimeoutCall") as cancel:
+        lean.dataReceived(client_frame(MEDIA_FRAME) + client_frame(MEDIA_FRAME))
+    assert cancel.call_count == 2
+    assert len(queue) == 2
+
+
+def test_receiving_with_debug_off_formats_nothing_on_either_path():
+    lean, queue = accepted_socket()
+    fragment = client_frame(b"sec", fin=False) + client_frame(b"ond", opcode=0)
+    with mock.patch.object(autobahn_twisted, "hltype", side_effect=FORMATTED):
+        lean.dataReceived(client_frame(b"first") + fragment)
+    assert received(queue) == ["first", "second"]
+
+
+def test_observers_of_autobahns_message_event_get_autobahns_parser():
+    lean, queue = accepted_socket()
+    seen = []
+    lean.on("message", lambda payload, is_binary: seen.append(payload))
+    lean.dataReceived(client_frame(b"hello"))
+    assert seen == [b"hello"] and received(queue) == ["hello"]
+
+
+def frames_a_client_might_send():
+    """Valid and invalid frames, each the way a client could put it on the wire."""
+    text = st.text(max_size=300).map(str.encode)
+    mask = st.binary(min_size=4, max_size=4)
+    return st.one_of(
+        st.builds(client_frame, text, mask=mask),  # a message like Twilio's
+        st.builds(client_frame, st.binary(max_size=200), st.just(2), mask=mask),
+        st.builds(client_frame, st.binary(min_size=1, max_size=20), st.just(1)),  # bad UTF-8?
+        st.builds(client_frame, st.binary(max_size=100), st.just(9)),  # ping
+        st.builds(client_frame, st.binary(max_size=20), st.just(10)),  # unsolicited pong
+        st.builds(lambda a, b: client_frame(a, fin=False) + client_frame(b, opcode=0), text, text),
+        st.builds(client_frame, text, mask=st.just(b"")),  # unmasked: refused
+        st.builds(client_frame, st.binary(max_size=100), length_bytes=st.just(2)),  # not minimal
+        st.builds(client_frame, st.binary(min_size=126, max_size=130), length_bytes=st.just(8)),
+        st.just(client_frame(b"x" * (FRAME_LIMIT + 1))),  # over the frame limit
+        st.builds(client_frame, text, st.just(3)),  # reserved opcode
+        st.just(client_frame(b"", opcode=8)),  # close
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(frames_a_client_might_send(), max_size=8), st.data())
+def test_any_byte_stream_in_any_reads_ends_exactly_as_in_autobahn(frames, data):
+    wire = b"".join(frames)
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(wire) - 1)), max_size=6)))
+    reads = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
+    lean, lean_queue = accepted_socket()
+    plain, plain_queue = accepted_socket(WebSocketFactory)
+    for read in reads:
+        lean.dataReceived(read)
+        plain.dataReceived(read)
+    assert lean_queue == plain_queue
+    assert lean.transport.value() == plain.transport.value()  # pongs, close frames
+    assert lean.state == plain.state
+    assert incoming_counters(lean) == incoming_counters(plain)
 
 
 def test_with_autobahn_debug_on_its_own_logging_methods_run(autobahn_debug):
