@@ -71,6 +71,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="py-spy the largest N")
     parser.add_argument("--profile-s", type=int, default=10)
     parser.add_argument(
+        "--profile-native",
+        action="store_true",
+        help="with --profile: py-spy --native (event loop C code and system calls too)",
+    )
+    parser.add_argument(
         "--caller-processes", type=int, default=0, help="0: 1, or 2 above 100 calls"
     )
     parser.add_argument("--ramp-s", type=float, default=0.0, help="0: 50 ms per call, at most 10 s")
@@ -285,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile and n == max(counts)
             else None,
             profile_s=args.profile_s,
+            profile_native=args.profile_native,
             asgi=args.asgi,
             server=args.server,
             tool_server=tools,

@@ -182,7 +182,12 @@ def wait_all(processes: list[subprocess.Popen], on_tick, tick_s: float = 0.5) ->
             raise RuntimeError(f"{p.args} exited with {p.returncode}")
 
 
-def start_py_spy(pid: int, seconds: int, out: Path, fmt: str) -> subprocess.Popen:
+def start_py_spy(
+    pid: int, seconds: int, out: Path, fmt: str, native: bool = False
+) -> subprocess.Popen:
+    # --native walks the C stack too (event loop, syscalls), which needs the process
+    # paused for each sample: slower, but it shows what the Python frames cannot.
+    sampling = ["--native"] if native else ["--nonblocking"]
     py_spy = Path(sys.executable).with_name("py-spy")
     return subprocess.Popen(
         [
@@ -194,7 +199,7 @@ def start_py_spy(pid: int, seconds: int, out: Path, fmt: str) -> subprocess.Pope
             str(seconds),
             "-r",
             "100",
-            "--nonblocking",
+            *sampling,
             "-f",
             fmt,
             "-o",

@@ -32,6 +32,7 @@ class StepConfig:
     ramp_s: float = 5.0  # calls start evenly over this long
     profile_to: Path | None = None  # py-spy flame graph of the first app process
     profile_s: int = 10
+    profile_native: bool = False  # py-spy --native: C frames and syscalls too
     asgi: str = processes.DEFAULT_ASGI  # another ASGI application, for experiments
     server: str = "daphne"  # or "uvicorn", an experiment (processes.UvicornAppProcess)
     tool_server: BenchToolServer | None = None  # the tool-heavy plan's HTTP tool
@@ -148,9 +149,10 @@ def run_step(config: StepConfig, mode: str, staff: tuple[str, str] | None = None
             sampler()
             if config.profile_to and profiler is None and time.monotonic() >= profile_at:
                 pid, seconds = apps[0].pid, config.profile_s
+                native = config.profile_native
                 profiler = [
-                    processes.start_py_spy(pid, seconds, config.profile_to, "flamegraph"),
-                    processes.start_py_spy(pid, seconds, profile_raw, "raw"),
+                    processes.start_py_spy(pid, seconds, config.profile_to, "flamegraph", native),
+                    processes.start_py_spy(pid, seconds, profile_raw, "raw", native),
                 ]
 
         processes.wait_all([p for p, _ in callers], tick, SAMPLE_S)
@@ -211,7 +213,9 @@ def run_step(config: StepConfig, mode: str, staff: tuple[str, str] | None = None
         for p in profiler:
             p.wait(60)
         if profile_raw.exists():
-            (config.work / "profile.txt").write_text(summarize(profile_raw))
+            (config.work / "profile.txt").write_text(
+                summarize(profile_raw, native=config.profile_native)
+            )
     (config.work / "step.json").write_bytes(
         orjson.dumps(step, default=lambda o: o.__dict__, option=orjson.OPT_INDENT_2)
     )

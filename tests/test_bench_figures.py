@@ -1,10 +1,11 @@
 """The benchmark's bookkeeping: plans survive the trip to the other processes, and the
-tool-heavy plan counts a call as done only with its three tool requests; variants and the
-caller's barge-in figure."""
+tool-heavy plan counts a call as done only with its three tool requests; variants, the
+caller's barge-in figure and the native profile's summary."""
 
 import pytest
 
 from bench.figures import caller_barge_in_latencies, judge_calls, tool_plan_figures
+from bench.profile import summarize
 from bench.scenario import CallPlan, ToolCallPlan, plan_from_json
 from bench.variants import Variant, parse_variant
 from tests.live import ROOT
@@ -69,3 +70,34 @@ def test_the_callers_barge_in_runs_from_their_first_word_to_the_next_clear():
         {"barge_spoke_at": 20.0, "clears": []},  # never cleared: a failed call, not a figure
     ]
     assert [round(ms, 3) for ms in caller_barge_in_latencies(calls)] == [30.0]
+
+
+LOOP = "main (web_server.py:1);AsyncioSelectorReactor.run (twisted/internet/asyncioreactor.py:2)"
+POOL = "Thread._bootstrap (threading.py:1);_worker (concurrent/futures/thread.py:81)"
+NATIVE_PROFILE = "\n".join(
+    [
+        f"{LOOP};uv_run (core.c:464);epoll_pwait (libc.so.6) 50",
+        f"{LOOP};Handle__run (loop.c:1);callWithLogger (twisted/python/log.py:9);"
+        "Connection.doRead (twisted/internet/tcp.py:278);recv (libc.so.6) 3",
+        f"{LOOP};Handle__run (loop.c:1);callWithLogger (twisted/python/log.py:9);"
+        "LeanWebSocketProtocol.dataReceived (voiceagents/websocket_protocol.py:1) 2",
+        f"{LOOP};Handle__run (loop.c:1);Py_DECREF (object.h:537) 1",
+        f"{POOL};_queue_SimpleQueue_get (_queuemodule.c.h:177);0x7fac858a3f16 (libc.so.6) 40",
+        f"{POOL};execute (django/db/backends/utils.py:1) 4",
+    ]
+)
+
+
+def test_a_native_profile_leaves_out_idle_threads_and_names_callbacks_and_syscalls(tmp_path):
+    raw = tmp_path / "profile.raw.txt"
+    raw.write_text(NATIVE_PROFILE)
+    summary = summarize(raw, native=True)
+    assert summary.startswith("10 samples of Daphne's busy threads (py-spy --native")
+    callbacks = summary.split("Event-loop callback")[1].split("Leaf of the stack")[0]
+    assert "50.0%  callWithLogger (twisted/python/log.py)" in callbacks
+    assert "40.0%  (other threads)" in callbacks
+    assert "10.0%  (the event loop's own C code)" in callbacks
+    leaves = summary.split("Leaf of the stack")[1]
+    assert "30.0%  system call or libc: recv" in leaves
+    assert "70.0%  CPU in Python or C code" in leaves
+    assert "Event-loop callback" not in summarize(raw)  # the plain profile is unchanged
