@@ -4,7 +4,6 @@ what autobahn's own methods do otherwise."""
 
 import inspect
 import struct
-from collections import deque
 from unittest import mock
 
 import daphne.server  # installs the asyncio reactor first, as in the web process
@@ -12,7 +11,6 @@ import pytest
 import txaio
 from autobahn.twisted import websocket as autobahn_twisted
 from autobahn.websocket import protocol as autobahn_protocol
-from autobahn.websocket.protocol import TrafficStats
 from daphne.ws_protocol import WebSocketFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,54 +20,6 @@ from voiceagents import web_server
 from voiceagents.websocket_protocol import LeanWebSocketFactory, LeanWebSocketProtocol
 
 FORMATTED = AssertionError("debug arguments were formatted")
-
-
-def open_protocol(factory_class=LeanWebSocketFactory):
-    protocol = factory_class(None).buildProtocol(("127.0.0.1", 1))
-    protocol.transport = StringTransport()
-    protocol.trafficStats = TrafficStats()
-    protocol.send_queue = deque()
-    protocol.logOctets = False
-    protocol.state = protocol.STATE_OPEN
-    return protocol
-
-
-@pytest.fixture
-def autobahn_debug():
-    txaio.set_global_log_level("debug")
-    yield
-    txaio.set_global_log_level("info")
-
-
-def test_sending_with_debug_off_formats_nothing_and_writes_what_autobahn_writes():
-    lean, plain = open_protocol(), open_protocol(WebSocketFactory)
-    with mock.patch.object(autobahn_protocol, "hltype", side_effect=FORMATTED):
-        lean.sendData(b"frame bytes")
-    plain.sendData(b"frame bytes")
-    assert lean.transport.value() == plain.transport.value() == b"frame bytes"
-    assert lean.trafficStats.outgoingOctetsWireLevel == 11
-    assert plain.trafficStats.outgoingOctetsWireLevel == 11
-
-
-def test_before_the_socket_opens_the_bytes_count_as_pre_open_traffic():
-    lean = open_protocol()
-    lean.state = lean.STATE_CONNECTING
-    lean.sendData(b"HTTP/1.1 101\r\n\r\n")
-    assert lean.trafficStats.preopenOutgoingOctetsWireLevel == 16
-    assert lean.trafficStats.outgoingOctetsWireLevel == 0
-
-
-def test_queued_sends_go_through_autobahn_unchanged():
-    lean = open_protocol()
-    with mock.patch.object(
-        autobahn_protocol.WebSocketProtocol, "sendData", autospec=True
-    ) as autobahn_send:
-        lean.sendData(b"x", sync=True)
-        lean.sendData(b"y" * 10, chopsize=3)
-    assert [c.args[1] for c in autobahn_send.call_args_list] == [b"x", b"y" * 10]
-
-
-# --- Reading whole frames ---------------------------------------------------------------
 
 
 class ApplicationQueue(list):
@@ -107,6 +57,12 @@ HANDSHAKE = (
 FRAME_LIMIT = 2000  # small, so that a test can cross it cheaply
 
 
+class ClientTransport(StringTransport):
+    def unregisterProducer(self) -> None:
+        # autobahn unregisters when it drops a connection it failed, registered or not.
+        self.producer = None
+
+
 def accepted_socket(factory_class=LeanWebSocketFactory):
     """A Daphne WebSocket after a real handshake, accepted by the application."""
     server = DaphneServer()
@@ -124,10 +80,43 @@ def accepted_socket(factory_class=LeanWebSocketFactory):
     return protocol, server.queue
 
 
-class ClientTransport(StringTransport):
-    def unregisterProducer(self) -> None:
-        # autobahn unregisters when it drops a connection it failed, registered or not.
-        self.producer = None
+@pytest.fixture
+def autobahn_debug():
+    txaio.set_global_log_level("debug")
+    yield
+    txaio.set_global_log_level("info")
+
+
+def test_sending_with_debug_off_formats_nothing_and_writes_what_autobahn_writes():
+    (lean, _), (plain, _) = accepted_socket(), accepted_socket(WebSocketFactory)
+    with mock.patch.object(autobahn_protocol, "hltype", side_effect=FORMATTED):
+        lean.sendData(b"frame bytes")
+    plain.sendData(b"frame bytes")
+    assert lean.transport.value() == plain.transport.value() == b"frame bytes"
+    assert lean.trafficStats.outgoingOctetsWireLevel == 11
+    assert plain.trafficStats.outgoingOctetsWireLevel == 11
+
+
+def test_before_the_socket_opens_the_bytes_count_as_pre_open_traffic():
+    lean, _ = accepted_socket()
+    lean.state = lean.STATE_CONNECTING
+    lean.trafficStats.reset()  # the handshake's own bytes
+    lean.sendData(b"HTTP/1.1 101\r\n\r\n")
+    assert lean.trafficStats.preopenOutgoingOctetsWireLevel == 16
+    assert lean.trafficStats.outgoingOctetsWireLevel == 0
+
+
+def test_queued_sends_go_through_autobahn_unchanged():
+    lean, _ = accepted_socket()
+    with mock.patch.object(
+        autobahn_protocol.WebSocketProtocol, "sendData", autospec=True
+    ) as autobahn_send:
+        lean.sendData(b"x", sync=True)
+        lean.sendData(b"y" * 10, chopsize=3)
+    assert [c.args[1] for c in autobahn_send.call_args_list] == [b"x", b"y" * 10]
+
+
+# --- Reading whole frames ---------------------------------------------------------------
 
 
 def client_frame(
@@ -258,7 +247,7 @@ def test_any_byte_stream_in_any_reads_ends_exactly_as_in_autobahn(frames, data):
 
 
 def test_with_autobahn_debug_on_its_own_logging_methods_run(autobahn_debug):
-    lean = open_protocol()
+    lean, _ = accepted_socket()
     with (
         mock.patch.object(autobahn_protocol, "hltype", wraps=autobahn_protocol.hltype) as sent,
         mock.patch.object(autobahn_twisted, "hltype", wraps=autobahn_twisted.hltype) as read,
