@@ -1,4 +1,5 @@
-"""Daphne's WebSocket protocol without autobahn's per-frame debug formatting.
+"""Daphne's WebSocket protocol without autobahn's per-frame debug formatting, reading
+whole frames itself.
 
 autobahn logs every received chunk and every sent frame at debug level, and builds the
 log arguments (`hltype`, `hlval`: qualified names and `click.style` colouring) before
