@@ -12,7 +12,6 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
-from websockets.asyncio.client import ClientConnection
 
 # Imported from the submodule: `websockets.X` goes through a lazy-import hook on every
 # access, which showed up in the per-frame profile.
@@ -39,6 +38,7 @@ from calls.views import call_group
 from calls.webhooks import stream_url
 from voiceagents import realtime
 from voiceagents.log_context import current_call_sid
+from voiceagents.realtime_socket import RealtimeConnection
 from voiceagents.tools import run_http_tool, shared_http_client, tool_error
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class MediaStreamConsumer(AsyncConsumer):
         super().__init__()
         self.bridge: CallBridge | None = None
         self.call_pk: int | None = None
-        self.openai: ClientConnection | None = None
+        self.openai: RealtimeConnection | None = None
         self.openai_backlog: list[str] = []
         self.reconnect_requested = False
         self.session_started_at = 0.0
@@ -332,6 +332,8 @@ class MediaStreamConsumer(AsyncConsumer):
         if self.openai is None:
             if len(self.openai_backlog) < MAX_OPENAI_BACKLOG:
                 self.openai_backlog.append(text)
+            return
+        if self.openai.send_now(text):  # no coroutine for the common case
             return
         try:  # noqa: SIM105 - cheaper than contextlib.suppress on the per-frame path
             await self.openai.send(text)

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import websockets
-from websockets.asyncio.client import ClientConnection
+
+from voiceagents.realtime_socket import RealtimeConnection
 
 # Phone audio is G.711 µ-law at 8 kHz: Twilio sends and plays it, and the Realtime API
 # takes and produces it, so audio passes through without being decoded.
@@ -247,7 +248,9 @@ def realtime_url(base_url: str, model: str) -> str:
     )
 
 
-async def connect(base_url: str, api_key: str, model: str, open_timeout: float) -> ClientConnection:
+async def connect(
+    base_url: str, api_key: str, model: str, open_timeout: float
+) -> RealtimeConnection:
     return await websockets.connect(
         realtime_url(base_url, model),
         additional_headers={"Authorization": f"Bearer {api_key}"},
@@ -258,4 +261,5 @@ async def connect(base_url: str, api_key: str, model: str, open_timeout: float) 
         # to every call for no benefit on loopback or a healthy link.
         ping_interval=20,
         compression=None,
+        create_connection=RealtimeConnection,
     )
