@@ -2,7 +2,9 @@
 per-frame debug formatting and with its own reading of whole data frames, doing exactly
 what autobahn's own methods do otherwise."""
 
+import asyncio
 import inspect
+import socket
 import struct
 from unittest import mock
 
@@ -14,6 +16,7 @@ from autobahn.websocket import protocol as autobahn_protocol
 from daphne.ws_protocol import WebSocketFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet import address, tcp
 from twisted.internet.testing import StringTransport
 
 from voiceagents import web_server
@@ -63,18 +66,19 @@ class ClientTransport(StringTransport):
         self.producer = None
 
 
-def accepted_socket(factory_class=LeanWebSocketFactory):
+def accepted_socket(factory_class=LeanWebSocketFactory, transport=None):
     """A Daphne WebSocket after a real handshake, accepted by the application."""
     server = DaphneServer()
     factory = factory_class(server)
     factory.setProtocolOptions(maxFramePayloadSize=FRAME_LIMIT, maxMessagePayloadSize=3000)
     protocol = factory.buildProtocol(("127.0.0.1", 1))
     protocol._raw_query_string = b""  # set by Daphne's HTTP protocol before the upgrade
-    protocol.makeConnection(ClientTransport())
+    protocol.makeConnection(transport or ClientTransport())
     protocol.dataReceived(HANDSHAKE)
     protocol.serverAccept()
     assert protocol.state == protocol.STATE_OPEN
-    protocol.transport.clear()
+    if transport is None:
+        protocol.transport.clear()
     assert server.queue == [{"type": "websocket.connect"}]
     server.queue.clear()
     return protocol, server.queue
@@ -265,3 +269,139 @@ def test_the_web_server_makes_daphne_build_this_protocol(monkeypatch):
     assert daphne.server.WebSocketFactory is LeanWebSocketFactory
     # Daphne builds its factory from that module attribute when its server runs.
     assert "WebSocketFactory(self" in inspect.getsource(daphne.server.Server.run)
+
+
+# --- Sending: a turn's frames in one system call ------------------------------------------
+
+
+class RecordingReactor:
+    """What a Twisted TCP transport asks of its reactor, kept instead of done: whether a
+    send was left to Twisted's buffer shows as a writer registration."""
+
+    def __init__(self) -> None:
+        self.writers = []
+
+    def addWriter(self, writer) -> None:
+        self.writers.append(writer)
+
+    def removeWriter(self, writer) -> None:
+        self.writers.remove(writer)
+
+    def addReader(self, reader) -> None:
+        pass
+
+    def removeReader(self, reader) -> None:
+        pass
+
+
+class SocketPairConnection(tcp.Connection):
+    """Twisted's TCP transport on one end of a socket pair (which has no TCP addresses)."""
+
+    def getPeer(self) -> address.IPv4Address:
+        return address.IPv4Address("TCP", "127.0.0.1", 1)
+
+    def getHost(self) -> address.IPv4Address:
+        return address.IPv4Address("TCP", "127.0.0.1", 8000)
+
+
+async def accepted_on_a_real_socket():
+    """The accepted socket on Twisted's own TCP transport over a socket pair, as in the web
+    server (its reactor recorded); returns the protocol, the transport and the client end.
+    """
+    ours, client_end = socket.socketpair()
+    ours.setblocking(False)
+    client_end.setblocking(False)
+    transport = SocketPairConnection(ours, None, reactor=RecordingReactor())
+    transport.connected = 1
+    protocol, _ = accepted_socket(transport=transport)
+    transport.protocol = protocol
+    await asyncio.sleep(0)  # the end of the turn: the handshake's answer goes out
+    assert read_all(client_end).startswith(b"HTTP/1.1 101")
+    return protocol, transport, client_end
+
+
+def read_all(client_end) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = client_end.recv(1 << 20)
+        except BlockingIOError:
+            return b"".join(chunks)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def twisted_holds(transport) -> bytes:
+    return transport.dataBuffer[transport.offset :] + b"".join(transport._tempDataBuffer)
+
+
+async def test_frames_sent_in_one_turn_leave_in_one_system_call_at_its_end():
+    lean, transport, client_end = await accepted_on_a_real_socket()
+    with mock.patch.object(transport, "writeSomeData", wraps=transport.writeSomeData) as sent:
+        lean.sendData(b"media")
+        lean.sendData(b"mark")
+        assert read_all(client_end) == b""  # nothing before the turn ends
+        await asyncio.sleep(0)
+    assert [c.args for c in sent.call_args_list] == [(b"mediamark",)]
+    assert read_all(client_end) == b"mediamark"
+    assert transport.reactor.writers == []  # never registered for writing
+    assert lean.trafficStats.outgoingOctetsWireLevel == 9
+
+
+async def test_what_the_socket_does_not_take_waits_in_twisteds_buffer_in_order():
+    lean, transport, client_end = await accepted_on_a_real_socket()
+    big = bytes(range(256)) * 40_000  # more than the socket pair's buffers hold
+    lean.sendData(big)
+    await asyncio.sleep(0)
+    assert transport.reactor.writers == [transport]
+    assert 0 < len(twisted_holds(transport)) < len(big)
+    lean.sendData(b"after")  # Twisted holds unsent bytes: this queues behind them
+    await asyncio.sleep(0)
+    assert twisted_holds(transport).endswith(b"after")
+    transport.doWrite()  # the reactor's turn: part moves into Twisted's send buffer
+    received_bytes = read_all(client_end)  # the socket has room again
+    lean.sendData(b"later")
+    await asyncio.sleep(0)
+    assert twisted_holds(transport).endswith(b"afterlater")
+    while twisted_holds(transport):
+        transport.doWrite()
+        received_bytes += read_all(client_end)
+    assert received_bytes == big + b"afterlater"
+
+
+async def test_a_broken_connection_leaves_the_frames_to_twisted():
+    lean, transport, client_end = await accepted_on_a_real_socket()
+    client_end.close()
+    lean.sendData(b"media")
+    await asyncio.sleep(0)
+    assert twisted_holds(transport) == b"media"
+    assert transport.reactor.writers == [transport]  # Twisted meets the error and closes
+
+
+async def test_closing_sends_the_corked_frames_first():
+    lean, transport, client_end = await accepted_on_a_real_socket()
+    lean.sendData(b"last words")
+    with mock.patch.object(transport, "loseConnection") as lose:
+        lean.dropConnection(abort=False)
+        assert read_all(client_end) == b"last words"
+    lose.assert_called_once()
+
+
+async def test_a_send_through_autobahns_own_path_follows_the_corked_frames():
+    lean, transport, client_end = await accepted_on_a_real_socket()
+    lean.sendData(b"first")
+    with mock.patch.object(
+        autobahn_protocol.WebSocketProtocol, "sendData", autospec=True
+    ) as autobahn_send:
+        autobahn_send.side_effect = lambda protocol, data, *args: transport.write(data)
+        lean.sendData(b"second", sync=True)
+    assert read_all(client_end) == b"first"
+    assert twisted_holds(transport) == b"second"
+
+
+def test_without_an_asyncio_loop_twisted_writes_each_frame():
+    lean, _ = accepted_socket()  # built outside a running loop
+    assert lean.corking_loop is None
+    lean.sendData(b"media")
+    assert lean.transport.value() == b"media"
