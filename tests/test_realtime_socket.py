@@ -9,6 +9,7 @@ from unittest import mock
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
@@ -89,8 +90,6 @@ async def url(recorder):
 
 
 async def open_connection(url: str) -> RealtimeConnection:
-    from websockets.asyncio.client import connect
-
     return await connect(url, compression=None, create_connection=RealtimeConnection)
 
 
@@ -98,8 +97,8 @@ async def test_messages_keep_their_order_across_both_paths(recorder, url):
     connection = await open_connection(url)
     assert connection.send_now("one")
     await connection.send(b"two")  # binary: websockets' own send
-    await connection.send("three")  # text: the direct write
-    connection.send_now("four")
+    await connection.send("three")  # text: websockets' own send too
+    assert connection.send_now("four")
     await connection.send(["fi", "ve"])  # fragments: websockets' own send
     assert connection.send_now("six")
     assert await recorder.wait_for(6) == ["one", b"two", "three", "four", "five", "six"]

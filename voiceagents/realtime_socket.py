@@ -6,10 +6,11 @@ own `send` runs an async context manager, a frame object, a serializer and one
 of a web process's busy time. `RealtimeConnection.send_now` writes a whole text message
 as one masked frame directly whenever nothing stands in the way (the socket open, no
 fragmented message or queued bytes, not paused by flow control, no extension, no debug
-logging) and otherwise leaves it to websockets' own `send`, which also raises the close
-reason. The masking keys are drawn from the OS's random source, as websockets draws them,
-but a block at a time per connection: RFC 6455 asks for keys from a strong entropy
-source, not for one system call each.
+logging); otherwise the caller uses websockets' own `send`, which also raises the close
+reason. `send` stays websockets' own, for the few messages off the hot path. The masking
+keys are drawn from the OS's random source, as websockets draws them, but a block at a
+time per connection: RFC 6455 asks for keys from a strong entropy source, not for one
+system call each.
 """
 
 import os
@@ -78,8 +79,3 @@ class RealtimeConnection(ClientConnection):
             return False
         self.transport.write(masked_text_frame(text.encode(), self.mask_keys.take()))
         return True
-
-    async def send(self, message, *, text: bool | None = None) -> None:
-        if text is None and type(message) is str and self.send_now(message):
-            return
-        await super().send(message, text=text)
