@@ -22,6 +22,7 @@ formatting that reads whole frames itself (voiceagents/websocket_protocol.py).
 """
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -34,7 +35,7 @@ import time
 # event loop and installs no reactor (main() does, in that order).
 from daphne.http_protocol import HTTPFactory, WebRequest
 
-from voiceagents import event_loop
+from voiceagents import event_loop, reactor_calls
 from voiceagents.websocket_protocol import LeanWebSocketFactory
 
 logger = logging.getLogger(__name__)
@@ -224,11 +225,24 @@ def install_protocols() -> None:
     daphne.server.WebSocketFactory = LeanWebSocketFactory
 
 
+def freeze_start_up_objects() -> None:
+    """Move what start-up made (Django, Twisted, the app's modules: about 150,000 objects
+    that live as long as the process) out of the garbage collector's sight. Each full
+    collection walked all of them: 65 ms, twice in a 50-call bench step. Frozen, the
+    collector sees only what calls made."""
+    gc.freeze()
+
+
 def main() -> None:
     # The event loop first: importing daphne.server makes Daphne's loop (and installs
     # Twisted's asyncio reactor on it).
     event_loop.install()
     install_protocols()
+    reactor_calls.install()
+    from twisted.internet import reactor
+
+    # Once running: Daphne's command line has imported the application by then.
+    reactor.callWhenRunning(freeze_start_up_objects)
     from daphne.cli import CommandLineInterface
 
     if os.environ.pop(CHILD_MARK, None):
