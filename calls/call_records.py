@@ -24,30 +24,31 @@ def claim_stream(call_sid: str) -> tuple[int, AgentConfig] | None:
     already had its stream, or has lost its agent (deleted after the webhook answered);
     such a call is finalised as a server error here, so it is never left in progress.
     """
-    with transaction.atomic():
-        claimed = Call.objects.filter(
-            sid=call_sid, stream_connected_at__isnull=True, ended_at__isnull=True
-        ).update(stream_connected_at=timezone.now(), status=Call.Status.IN_PROGRESS)
-        if not claimed:
-            return None
-        call = Call.objects.select_related("agent").get(sid=call_sid)
-        if call.agent is None:
-            log.error("call %s: its agent was deleted; the stream is refused", call_sid)
-            finalize_call(
-                call.pk,
-                CompletionReason.SERVER_ERROR,
-                "agent_missing",
-                "The call's agent was deleted before its media stream connected.",
-                {},
-            )
-            return None
-        config = AgentConfig.from_agent(call.agent)
-        about_the_caller = context_instructions(call)
-        if about_the_caller:
-            config = dataclasses.replace(
-                config, instructions=f"{config.instructions}\n\n{about_the_caller}".strip()
-            )
-        return call.pk, config
+    # One statement claims the stream; the reads after it need no transaction (and under
+    # SQLite one would hold the database's write lock while the context is gathered).
+    claimed = Call.objects.filter(
+        sid=call_sid, stream_connected_at__isnull=True, ended_at__isnull=True
+    ).update(stream_connected_at=timezone.now(), status=Call.Status.IN_PROGRESS)
+    if not claimed:
+        return None
+    call = Call.objects.select_related("agent").get(sid=call_sid)
+    if call.agent is None:
+        log.error("call %s: its agent was deleted; the stream is refused", call_sid)
+        finalize_call(
+            call.pk,
+            CompletionReason.SERVER_ERROR,
+            "agent_missing",
+            "The call's agent was deleted before its media stream connected.",
+            {},
+        )
+        return None
+    config = AgentConfig.from_agent(call.agent)
+    about_the_caller = context_instructions(call)
+    if about_the_caller:
+        config = dataclasses.replace(
+            config, instructions=f"{config.instructions}\n\n{about_the_caller}".strip()
+        )
+    return call.pk, config
 
 
 def mark_answered(call_pk: int, stream_sid: str) -> None:

@@ -3,9 +3,10 @@ the stream opens: for an outbound call, that we called them and the context staf
 (name, notes); for any call, what earlier calls between this agent and this number were
 about (their summaries, else their last turns), so the greeting can use the name."""
 
-from django.db.models import Q
+from django.db.models import F, Q, Window
+from django.db.models.functions import RowNumber
 
-from calls.models import Call
+from calls.models import Call, Turn
 
 EARLIER_CALLS = 3
 TURNS_WITHOUT_SUMMARY = 4
@@ -34,18 +35,39 @@ def context_instructions(call: Call) -> str:
         )
         .exclude(pk=call.pk)
         .select_related("summary")
+        .only("started_at", "summary__summary")
         .order_by("-started_at")[:EARLIER_CALLS]
     )
     if earlier:
+        said = last_turns([c.pk for c in earlier if not summary_of(c)])
         lines.append("Earlier calls with this person (most recent first):")
         for previous in earlier:
-            lines.append(f"- {previous.started_at:%Y-%m-%d}: {what_it_was_about(previous)}")
+            about = summary_of(previous) or said.get(previous.pk) or "(nothing was said)"
+            lines.append(f"- {previous.started_at:%Y-%m-%d}: {about}")
     return "\n".join(lines)
 
 
-def what_it_was_about(call: Call) -> str:
+def summary_of(call: Call) -> str:
     summary = getattr(call, "summary", None)
-    if summary is not None and summary.summary:
-        return summary.summary
-    turns = list(call.turns.order_by("-started_ms")[:TURNS_WITHOUT_SUMMARY])[::-1]
-    return " / ".join(f"{t.speaker}: {t.text}" for t in turns) or "(nothing was said)"
+    return summary.summary if summary is not None else ""
+
+
+def last_turns(call_pks: list[int]) -> dict[int, str]:
+    """The last few turns of each call, oldest first, in one query however many calls:
+    this runs as every call's stream opens."""
+    if not call_pks:
+        return {}
+    newest_first = Window(
+        RowNumber(), partition_by=F("call_id"), order_by=(F("started_ms").desc(), F("id").desc())
+    )
+    rows = (
+        Turn.objects.filter(call_id__in=call_pks)
+        .annotate(recency=newest_first)
+        .filter(recency__lte=TURNS_WITHOUT_SUMMARY)
+        .order_by("call_id", "started_ms", "id")
+        .values_list("call_id", "speaker", "text")
+    )
+    said: dict[int, list[str]] = {}
+    for call_pk, speaker, text in rows:
+        said.setdefault(call_pk, []).append(f"{speaker}: {text}")
+    return {pk: " / ".join(turns) for pk, turns in said.items()}

@@ -50,18 +50,19 @@ def incoming_call(request: HttpRequest) -> HttpResponse:
         return twiml(response)
 
     # Twilio retries a webhook that timed out: the same CallSid must not make two calls.
-    Call.objects.get_or_create(
+    # One INSERT that skips an existing sid (get_or_create would SELECT first, then insert
+    # in a transaction of its own), on every call that rings.
+    new_call = Call(
         sid=call_sid,
-        defaults={
-            "account_sid": form.cleaned_data["AccountSid"],
-            "direction": form.cleaned_data["Direction"] or "inbound",
-            "from_number": form.cleaned_data["From"],
-            "to_number": to_number,
-            "agent": phone.agent,
-            "agent_version": phone.agent.current_version,
-            "recording_requested": phone.agent.record_calls,
-        },
+        account_sid=form.cleaned_data["AccountSid"],
+        direction=form.cleaned_data["Direction"] or "inbound",
+        from_number=form.cleaned_data["From"],
+        to_number=to_number,
+        agent=phone.agent,
+        agent_version=phone.agent.current_version,
+        recording_requested=phone.agent.record_calls,
     )
+    Call.objects.bulk_create([new_call], ignore_conflicts=True)
     log.info(
         "call %s from %s answered by agent %s", call_sid, form.cleaned_data["From"], phone.agent
     )

@@ -2,6 +2,8 @@
 in a thread), what the agent is told about the person, and the answer webhook's checks.
 The whole call through Daphne is in tests/integration/test_outbound_calls.py."""
 
+from datetime import timedelta
+
 import orjson
 import pytest
 from django.contrib.auth import get_user_model
@@ -181,6 +183,33 @@ def test_an_inbound_caller_is_remembered_from_earlier_calls(agent):
     assert "Maria ordered a rye loaf." in told and "caller: Do you deliver?" in told
     assert "Secret of another caller" not in told
     assert "outbound" not in told
+
+
+def test_the_caller_is_remembered_by_the_last_turns_of_their_three_latest_calls(
+    agent, django_assert_num_queries
+):
+    """Only the three most recent earlier calls are named, each by its last four turns in
+    the order they were said; all of it read in two queries, as every stream opens."""
+    started = timezone.now() - timedelta(days=10)
+    for day in range(4):
+        earlier = make_call(
+            f"CA{day:032d}",
+            agent=agent,
+            started_at=started + timedelta(days=day),
+            ended_at=started + timedelta(days=day, minutes=3),
+        )
+        for n in range(6):
+            make_turn(earlier, n * 1000, f"day {day} turn {n}", speaker="caller")
+    now = make_call("CA" + "9" * 32, agent=agent)
+
+    with django_assert_num_queries(2):
+        told = context_instructions(now)
+
+    assert "day 0" not in told
+    lines = [line for line in told.splitlines() if line.startswith("- ")]
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        " / ".join(f"caller: day {day} turn {n}" for n in range(2, 6)) for day in (3, 2, 1)
+    ]
 
 
 def test_the_answer_request_must_name_the_call_it_is_about(client, agent, twilio):
