@@ -85,7 +85,11 @@ class MediaStreamConsumer(AsyncConsumer):
         staff_messages = asyncio.create_task(self._receive_channel_layer())
         try:
             while True:
-                await self.dispatch(await receive())
+                message = await receive()
+                if message["type"] == "websocket.receive":  # 50 a second: no lookup
+                    await self.websocket_receive(message)
+                else:
+                    await self.dispatch(message)
         except StopConsumer:
             pass
         finally:
@@ -301,7 +305,17 @@ class MediaStreamConsumer(AsyncConsumer):
     async def _guarded(self, step, *args) -> None:
         """Run one bridge step; a bug in it ends this call cleanly and no other."""
         try:
-            await self._perform(step(*args))
+            actions = step(*args)
+            # A caller's frame every 20 ms is one message for OpenAI: written here, with no
+            # coroutine for it, when the socket takes it at once.
+            if (
+                len(actions) == 1
+                and type(actions[0]) is SendOpenAI
+                and self.openai is not None
+                and self.openai.send_now(actions[0].text)
+            ):
+                return
+            await self._perform(actions)
         except Exception:
             log.exception("call %s: bridge failed", self._call_sid())
             if self.bridge is not None and not self.bridge.ended:
