@@ -18,7 +18,10 @@ voiceagents.asgi:application` (scripts/run, the Dockerfile and the tests do). Th
 is one module attribute, `daphne.server.HTTPFactory`, which Daphne 4 reads when its
 server starts; tests/integration/test_request_limits.py fails if a Daphne upgrade stops using it.
 Its WebSocket factory is swapped the same way, for one without autobahn's per-frame debug
-formatting that reads whole frames itself (voiceagents/websocket_protocol.py).
+formatting that reads whole frames itself (voiceagents/websocket_protocol.py). main()
+also has Twisted's reactor call socket handlers without a log context per read
+(voiceagents/reactor_calls.py), and freezes start-up's objects out of the garbage
+collector once the reactor runs.
 """
 
 import argparse
