@@ -306,14 +306,11 @@ class MediaStreamConsumer(AsyncConsumer):
         """Run one bridge step; a bug in it ends this call cleanly and no other."""
         try:
             actions = step(*args)
-            # A caller's frame every 20 ms is one message for OpenAI: written here, with no
-            # coroutine for it, when the socket takes it at once.
-            if (
-                len(actions) == 1
-                and type(actions[0]) is SendOpenAI
-                and self.openai is not None
-                and self.openai.send_now(actions[0].text)
-            ):
+            # A caller's frame every 20 ms is one message for OpenAI: handled here, with no
+            # coroutine for it when the socket takes it at once.
+            if len(actions) == 1 and type(actions[0]) is SendOpenAI:
+                if not self._sent_now(actions[0].text):
+                    await self._send_openai(actions[0].text)
                 return
             await self._perform(actions)
         except Exception:
@@ -325,7 +322,8 @@ class MediaStreamConsumer(AsyncConsumer):
     async def _perform(self, actions: list[Action]) -> None:
         for action in actions:
             if type(action) is SendOpenAI:
-                await self._send_openai(action.text)
+                if not self._sent_now(action.text):
+                    await self._send_openai(action.text)
             elif type(action) is SendTwilio:
                 if self.twilio_open:
                     await self.send({"type": "websocket.send", "text": action.text})
@@ -342,12 +340,16 @@ class MediaStreamConsumer(AsyncConsumer):
             elif type(action) is EndCall and self.end_task is None:
                 self.end_task = asyncio.create_task(self._end_call(action))
 
+    def _sent_now(self, text: str) -> bool:
+        """Whether `text` went to OpenAI at once, written straight to its socket."""
+        return self.openai is not None and self.openai.send_now(text)
+
     async def _send_openai(self, text: str) -> None:
+        """What `_sent_now` could not send: kept while the socket opens, else websockets'
+        own send (which waits for the socket, or raises its close reason)."""
         if self.openai is None:
             if len(self.openai_backlog) < MAX_OPENAI_BACKLOG:
                 self.openai_backlog.append(text)
-            return
-        if self.openai.send_now(text):  # no coroutine for the common case
             return
         try:  # noqa: SIM105 - cheaper than contextlib.suppress on the per-frame path
             await self.openai.send(text)

@@ -241,11 +241,6 @@ def main() -> None:
     # Twisted's asyncio reactor on it).
     event_loop.install()
     install_protocols()
-    reactor_calls.install()
-    from twisted.internet import reactor
-
-    # Once running: Daphne's command line has imported the application by then.
-    reactor.callWhenRunning(freeze_start_up_objects)
     from daphne.cli import CommandLineInterface
 
     if os.environ.pop(CHILD_MARK, None):
@@ -258,6 +253,12 @@ def main() -> None:
         _SystemdParser._sddaemon = ListenFDs([SYSTEMD_FIRST_FD])
     elif (processes := web_processes()) > 1:
         sys.exit(supervise(processes, sys.argv[1:]))
+    # Only in a process that serves (the supervisor above runs no reactor).
+    reactor_calls.install()
+    from twisted.internet import reactor
+
+    # Once running: Daphne's command line has imported the application by then.
+    reactor.callWhenRunning(freeze_start_up_objects)
     CommandLineInterface.entrypoint()
 
 
