@@ -3,7 +3,9 @@ OpenAI Realtime socket. All decisions are the bridge's; this module only does I/
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
+import functools
 import logging
 from urllib.parse import urlsplit
 
@@ -40,6 +42,7 @@ from voiceagents import realtime
 from voiceagents.log_context import current_call_sid
 from voiceagents.realtime_socket import RealtimeConnection
 from voiceagents.tools import run_http_tool, shared_http_client, tool_error
+from voiceagents.websocket_frames import SHORTCUT_EXTENSION
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,10 @@ OPENAI_CLOSE_TIMEOUT_S = 2.0
 STREAM_START_TIMEOUT_S = 5.0
 # After an agent's time limit, how long its goodbye may take before the line is cut.
 GOODBYE_GRACE_S = 30.0
+# What a Twilio frame handed over by the web server left to do (`_frame_now`): queued
+# behind it for the receive loop. Not a handler name, so no channel-layer message can be one.
+LEFT_TO_PERFORM = "voiceagents.left_to_perform"
+NO_ACTIONS: list[Action] = []
 
 
 def openai_address() -> str:
@@ -72,6 +79,10 @@ class MediaStreamConsumer(AsyncConsumer):
         self.background: set[asyncio.Task] = set()
         self.db_writes: list[asyncio.Task] = []
         self.twilio_open = False
+        # Daphne's side of Twilio's socket, when the web server offers it (SHORTCUT_EXTENSION):
+        # frames handed over as they are read, and sends without `websocket.send`.
+        self.twilio_socket = None
+        self.in_message = False  # the receive loop is handling a message
 
     async def __call__(self, scope, receive, send) -> None:
         # Channels' own loop (await_many_dispatch) makes a task and runs an asyncio.wait
@@ -80,20 +91,27 @@ class MediaStreamConsumer(AsyncConsumer):
         # channel-layer messages (staff hang-up) in a task beside it.
         self.scope = scope
         self.base_send = send
+        self.twilio_socket = scope.get("extensions", {}).get(SHORTCUT_EXTENSION)
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.channel_name = await self.channel_layer.new_channel()
         staff_messages = asyncio.create_task(self._receive_channel_layer())
         try:
             while True:
+                self.in_message = False
                 message = await receive()
+                self.in_message = True
                 if message["type"] == "websocket.receive":  # 50 a second: no lookup
                     await self.websocket_receive(message)
+                elif message["type"] == LEFT_TO_PERFORM:
+                    await self._perform_guarded(message["actions"])
                 else:
                     await self.dispatch(message)
         except StopConsumer:
             pass
         finally:
             staff_messages.cancel()
+            if self.twilio_socket is not None:
+                self.twilio_socket.receive_text_with(None)
 
     async def _receive_channel_layer(self) -> None:
         try:
@@ -155,6 +173,7 @@ class MediaStreamConsumer(AsyncConsumer):
         await self.channel_layer.group_add(call_group(call_sid), self.channel_name)
         await self.send({"type": "websocket.accept"})
         self.twilio_open = True
+        self._hand_frames_over()
         # Open the Realtime session now, while Twilio is still sending `connected` and
         # `start`, so the greeting is not delayed by the OpenAI handshake.
         self.session_started_at = asyncio.get_running_loop().time()
@@ -183,6 +202,24 @@ class MediaStreamConsumer(AsyncConsumer):
         if raw is None:
             return
         await self._guarded(self.bridge.on_twilio_text, raw)
+
+    def _hand_frames_over(self) -> None:
+        """Have the web server hand Twilio's text frames to `_frame_now` as it reads them,
+        run in this task's context (so that their logs carry the call sid)."""
+        if self.twilio_socket is not None:
+            self.twilio_socket.receive_text_with(
+                functools.partial(contextvars.copy_context().run, self._frame_now)
+            )
+
+    def _frame_now(self, text: str) -> dict | None:
+        """A Twilio text frame handed over by the web server as it was read, with nothing
+        queued before it. The bridge takes it at once unless the receive loop is busy
+        with an earlier message; what its step leaves to do (anything beyond a caller
+        frame sent straight to OpenAI) is queued behind it, in order."""
+        if self.in_message or self.bridge is None:
+            return {"type": "websocket.receive", "text": text}
+        actions = self._step_now(self.bridge.on_twilio_text, text)
+        return {"type": LEFT_TO_PERFORM, "actions": actions} if actions else None
 
     async def call_hangup(self, message: dict) -> None:
         if self.bridge is not None:
@@ -303,21 +340,37 @@ class MediaStreamConsumer(AsyncConsumer):
 
     # --- Carrying out the bridge's actions ----------------------------------------------
     async def _guarded(self, step, *args) -> None:
-        """Run one bridge step; a bug in it ends this call cleanly and no other."""
+        """Run one bridge step and carry out its actions; a bug in either ends this call
+        cleanly and no other."""
+        actions = self._step_now(step, *args)
+        if actions:
+            await self._perform_guarded(actions)
+
+    def _step_now(self, step, *args) -> list[Action]:
+        """Run one bridge step; return the actions it leaves to carry out. A caller's frame
+        every 20 ms is one message for OpenAI: written here when the socket takes it at
+        once (else `_perform` tries once more, then waits for the socket or keeps it)."""
         try:
             actions = step(*args)
-            # A caller's frame every 20 ms is one message for OpenAI: handled here, with no
-            # coroutine for it when the socket takes it at once.
-            if len(actions) == 1 and type(actions[0]) is SendOpenAI:
-                if not self._sent_now(actions[0].text):
-                    await self._send_openai(actions[0].text)
-                return
+            lone = len(actions) == 1 and type(actions[0]) is SendOpenAI
+            return NO_ACTIONS if lone and self._sent_now(actions[0].text) else actions
+        except Exception:
+            return self._bridge_failed()
+
+    async def _perform_guarded(self, actions: list[Action]) -> None:
+        try:
             await self._perform(actions)
         except Exception:
-            log.exception("call %s: bridge failed", self._call_sid())
-            if self.bridge is not None and not self.bridge.ended:
-                self.bridge.ended = True
-                await self._perform([EndCall(CompletionReason.SERVER_ERROR, "bridge_exception")])
+            if ending := self._bridge_failed():
+                await self._perform(ending)
+
+    def _bridge_failed(self) -> list[Action]:
+        """Log the bug; the call ends with a server error, unless it is ending already."""
+        log.exception("call %s: bridge failed", self._call_sid())
+        if self.bridge is None or self.bridge.ended:
+            return NO_ACTIONS
+        self.bridge.ended = True
+        return [EndCall(CompletionReason.SERVER_ERROR, "bridge_exception")]
 
     async def _perform(self, actions: list[Action]) -> None:
         for action in actions:
@@ -325,7 +378,11 @@ class MediaStreamConsumer(AsyncConsumer):
                 if not self._sent_now(action.text):
                     await self._send_openai(action.text)
             elif type(action) is SendTwilio:
-                if self.twilio_open:
+                if not self.twilio_open:
+                    pass
+                elif self.twilio_socket is not None:
+                    self.twilio_socket.send_text(action.text)
+                else:
                     await self.send({"type": "websocket.send", "text": action.text})
             elif type(action) is SaveTurn:
                 self._write(call_records.save_turn, self.call_pk, action)

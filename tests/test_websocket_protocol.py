@@ -8,9 +8,11 @@ import socket
 import struct
 from unittest import mock
 
+import daphne.cli
 import daphne.server  # installs the asyncio reactor first, as in the web process
 import pytest
 import txaio
+from autobahn.exception import PayloadExceededError
 from autobahn.twisted import websocket as autobahn_twisted
 from autobahn.websocket import protocol as autobahn_protocol
 from daphne.ws_protocol import WebSocketFactory
@@ -20,6 +22,8 @@ from twisted.internet import address, tcp
 from twisted.internet.testing import StringTransport
 
 from voiceagents import web_server
+from voiceagents.daphne_server import ShortcutServer
+from voiceagents.websocket_frames import SHORTCUT_EXTENSION
 from voiceagents.websocket_protocol import LeanWebSocketFactory, LeanWebSocketProtocol
 
 FORMATTED = AssertionError("debug arguments were formatted")
@@ -28,6 +32,9 @@ FORMATTED = AssertionError("debug arguments were formatted")
 class ApplicationQueue(list):
     def put_nowait(self, message: dict) -> None:
         self.append(message)
+
+    def empty(self) -> bool:
+        return not self
 
 
 class DaphneServer:
@@ -263,12 +270,171 @@ def test_with_autobahn_debug_on_its_own_logging_methods_run(autobahn_debug):
     assert lean.transport.value() == b"frame"
 
 
-def test_the_web_server_makes_daphne_build_this_protocol(monkeypatch):
+def test_the_web_server_makes_daphne_build_this_protocol_and_server(monkeypatch):
     monkeypatch.setattr(daphne.server, "WebSocketFactory", WebSocketFactory)
+    monkeypatch.setattr(daphne.cli.CommandLineInterface, "server_class", daphne.server.Server)
     web_server.install_protocols()
     assert daphne.server.WebSocketFactory is LeanWebSocketFactory
-    # Daphne builds its factory from that module attribute when its server runs.
+    assert daphne.cli.CommandLineInterface.server_class is ShortcutServer
+    # Daphne builds its factory from that module attribute when its server runs, and its
+    # command line its server from that class attribute.
     assert "WebSocketFactory(self" in inspect.getsource(daphne.server.Server.run)
+    assert "self.server_class(" in inspect.getsource(daphne.cli.CommandLineInterface.run)
+
+
+# --- The application's shortcut: frames handed over, text sent directly -----------------
+
+
+class HandedOver:
+    """A handler for `receive_text_with` that keeps each frame, or hands it back."""
+
+    def __init__(self, hand_back=None) -> None:
+        self.texts: list[str] = []
+        self.hand_back = hand_back
+
+    def __call__(self, text: str) -> dict | None:
+        self.texts.append(text)
+        return self.hand_back(text) if self.hand_back else None
+
+
+def test_a_text_frame_goes_to_the_handler_as_it_is_read_when_nothing_is_queued():
+    lean, queue = accepted_socket()
+    handler = HandedOver()
+    lean.receive_text_with(handler)
+    lean.last_ping = 0
+    with mock.patch.object(autobahn_protocol.WebSocketProtocol, "processData") as parser:
+        lean.dataReceived(client_frame(MEDIA_FRAME) + client_frame(b"{}"))
+    parser.assert_not_called()
+    assert handler.texts == [MEDIA_FRAME.decode(), "{}"] and queue == []
+    assert lean.last_ping > 0  # Daphne's keep-alive clock, as its onMessage sets it
+    plain, _ = accepted_socket(WebSocketFactory)
+    plain.dataReceived(client_frame(MEDIA_FRAME) + client_frame(b"{}"))
+    assert incoming_counters(lean) == incoming_counters(plain)
+
+
+def test_what_the_handler_hands_back_is_queued_and_later_frames_queue_behind_it():
+    lean, queue = accepted_socket()
+    handler = HandedOver(hand_back=lambda text: {"type": "left over", "after": text})
+    lean.receive_text_with(handler)
+    lean.dataReceived(client_frame(b"one") + client_frame(b"two"))
+    assert handler.texts == ["one"]
+    assert queue == [
+        {"type": "left over", "after": "one"},
+        {"type": "websocket.receive", "text": "two"},
+    ]
+    queue.clear()  # the application caught up
+    lean.dataReceived(client_frame(b"three"))
+    assert handler.texts == ["one", "three"]
+
+
+def test_binary_and_fragmented_messages_and_a_muted_socket_keep_daphnes_path():
+    lean, queue = accepted_socket()
+    handler = HandedOver()
+    lean.receive_text_with(handler)
+    fragmented = client_frame(b"sec", fin=False) + client_frame(b"ond", opcode=0)
+    lean.dataReceived(client_frame(b"\x00", opcode=2) + fragmented)
+    assert handler.texts == [] and received(queue) == [b"\x00", "second"]
+    queue.clear()
+    lean.muted = True  # Daphne drops what a muted socket reads
+    lean.dataReceived(client_frame(b"dropped"))
+    assert handler.texts == [] and queue == []
+    lean.muted = False
+    lean.receive_text_with(None)
+    lean.dataReceived(client_frame(b"queued"))
+    assert handler.texts == [] and received(queue) == ["queued"]
+
+
+class CaughtUpQueue(ApplicationQueue):
+    """An application that takes each message at once: `empty()` is always true."""
+
+    def empty(self) -> bool:
+        return True
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(frames_a_client_might_send(), max_size=8), st.data())
+def test_with_a_handler_every_message_arrives_once_in_order_as_through_daphne(frames, data):
+    wire = b"".join(frames)
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(wire) - 1)), max_size=6)))
+    reads = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
+    lean, _ = accepted_socket()
+    lean.application_queue = arrived = CaughtUpQueue()
+    # Every other frame is handed back, as a consumer busy with an earlier one does.
+    turn = iter(range(1_000))
+    lean.receive_text_with(
+        lambda text: (
+            arrived.append({"type": "websocket.receive", "text": text})
+            if next(turn) % 2
+            else {"type": "websocket.receive", "text": text}
+        )
+    )
+    plain, plain_queue = accepted_socket(WebSocketFactory)
+    for read in reads:
+        lean.dataReceived(read)
+        plain.dataReceived(read)
+    assert arrived == plain_queue
+    assert lean.transport.value() == plain.transport.value()
+    assert lean.state == plain.state
+    assert incoming_counters(lean) == incoming_counters(plain)
+
+
+def outgoing_counters(protocol) -> dict:
+    return {k: v for k, v in vars(protocol.trafficStats).items() if k.startswith("outgoing")}
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 65535, 65536])
+@pytest.mark.parametrize("letter", ["x", "é"])
+def test_send_text_writes_what_daphne_writes_for_websocket_send(length, letter):
+    text = letter * (length // len(letter.encode()))  # lengths at each header size's edge
+    lean, _ = accepted_socket()
+    plain, _ = accepted_socket(WebSocketFactory)
+    lean.maxMessagePayloadSize = plain.maxMessagePayloadSize = 0  # no limit
+    with mock.patch.object(autobahn_protocol.WebSocketProtocol, "sendMessage") as general:
+        lean.send_text(text)
+    general.assert_not_called()
+    plain.handle_reply({"type": "websocket.send", "text": text})
+    assert lean.transport.value() == plain.transport.value()
+    assert outgoing_counters(lean) == outgoing_counters(plain)
+
+
+def test_send_text_leaves_fragmenting_and_size_limits_to_autobahn():
+    lean, _ = accepted_socket()
+    plain, _ = accepted_socket(WebSocketFactory)
+    for protocol in (lean, plain):
+        protocol.autoFragmentSize = 4
+    lean.send_text("fragmented")
+    plain.handle_reply({"type": "websocket.send", "text": "fragmented"})
+    assert lean.transport.value() == plain.transport.value()
+    assert lean.trafficStats.outgoingWebSocketFrames == 3
+    with pytest.raises(PayloadExceededError):
+        lean.send_text("x" * 3001)  # maxMessagePayloadSize=3000, as autobahn refuses it
+
+
+def test_send_text_drops_what_is_sent_once_the_socket_is_no_longer_open():
+    lean, _ = accepted_socket()
+    lean.sendClose(code=1000)
+    lean.transport.clear()
+    lean.send_text("too late")
+    assert lean.transport.value() == b""
+
+
+async def test_the_server_offers_the_protocol_to_the_application_in_the_scope():
+    scopes = []
+
+    async def application(scope, receive, send) -> None:
+        scopes.append(scope)
+
+    server = ShortcutServer(application=application, endpoints=["tcp:port=0"])  # not run
+    server.connections = {}  # what run() sets up
+    lean, _ = accepted_socket()
+    plain, _ = accepted_socket(WebSocketFactory)
+    for protocol in (lean, plain):
+        server.protocol_connected(protocol)
+        scope = {"type": "websocket", "extensions": {"other": {}}}
+        assert isinstance(server.create_application(protocol, scope), asyncio.Queue)
+    await asyncio.sleep(0)
+    assert scopes[0]["extensions"] == {"other": {}, SHORTCUT_EXTENSION: lean}
+    assert scopes[1]["extensions"] == {"other": {}}
 
 
 # --- Sending: a turn's frames in one system call ------------------------------------------

@@ -14,18 +14,14 @@ system call each.
 """
 
 import os
-import struct
 
 from websockets.asyncio.client import ClientConnection
 from websockets.frames import apply_mask
 from websockets.protocol import OPEN
 
-MASK_KEYS_PER_DRAW = 256  # 1 KiB of randomness: one draw per five seconds of caller audio
+from voiceagents.websocket_frames import text_frame_header
 
-FIN_TEXT = 0x81  # FIN bit and the text opcode
-MASKED = 0x80
-LENGTH_16 = struct.Struct("!BBH")
-LENGTH_64 = struct.Struct("!BBQ")
+MASK_KEYS_PER_DRAW = 256  # 1 KiB of randomness: one draw per five seconds of caller audio
 
 
 class MaskKeys:
@@ -47,14 +43,7 @@ class MaskKeys:
 
 def masked_text_frame(data: bytes, key: bytes) -> bytes:
     """One final, masked text frame carrying `data` (RFC 6455 section 5.2)."""
-    length = len(data)
-    if length < 126:
-        header = bytes((FIN_TEXT, MASKED | length))
-    elif length < 65536:
-        header = LENGTH_16.pack(FIN_TEXT, MASKED | 126, length)
-    else:
-        header = LENGTH_64.pack(FIN_TEXT, MASKED | 127, length)
-    return b"".join((header, key, apply_mask(data, key)))
+    return b"".join((text_frame_header(len(data), masked=True), key, apply_mask(data, key)))
 
 
 class RealtimeConnection(ClientConnection):

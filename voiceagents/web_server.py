@@ -18,7 +18,9 @@ voiceagents.asgi:application` (scripts/run, the Dockerfile and the tests do). Th
 is one module attribute, `daphne.server.HTTPFactory`, which Daphne 4 reads when its
 server starts; tests/integration/test_request_limits.py fails if a Daphne upgrade stops using it.
 Its WebSocket factory is swapped the same way, for one without autobahn's per-frame debug
-formatting that reads whole frames itself (voiceagents/websocket_protocol.py). main()
+formatting that reads whole frames itself (voiceagents/websocket_protocol.py), and its
+server class for one that offers that protocol's shortcut to the application
+(voiceagents/daphne_server.py). main()
 also has Twisted's reactor call socket handlers without a log context per read
 (voiceagents/reactor_calls.py), and freezes start-up's objects out of the garbage
 collector once the reactor runs.
@@ -221,11 +223,15 @@ def supervise(processes: int, argv: list[str]) -> int:
 
 def install_protocols() -> None:
     """Daphne builds its HTTP and WebSocket factories from these module attributes when
-    its server runs."""
+    its server runs, and its command line its server from `server_class`."""
+    import daphne.cli
     import daphne.server
+
+    from voiceagents.daphne_server import ShortcutServer
 
     daphne.server.HTTPFactory = BoundedHTTPFactory
     daphne.server.WebSocketFactory = LeanWebSocketFactory
+    daphne.cli.CommandLineInterface.server_class = ShortcutServer
 
 
 def freeze_start_up_objects() -> None:

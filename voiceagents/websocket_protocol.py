@@ -28,11 +28,21 @@ take goes to Twisted's buffer, so order and back-pressure are Twisted's as befor
 reads Twisted's send buffer (`dataBuffer`, the private `_tempDataBuffer`); the tests run
 it on Twisted's own TCP transport, so a Twisted upgrade that changes them fails there.
 
+Last, it offers the application a shortcut past Daphne's queue, as the ASGI scope
+extension "voiceagents.websocket" (voiceagents/daphne_server.py puts the protocol there):
+`receive_text_with` hands each text frame to a handler as it is read, and `send_text`
+writes a text message without `websocket.send`. Through the queue a frame cost a message
+dict, a queue put and get and a wake-up of the application's task; through `send`, a
+coroutine and autobahn's general `sendMessage`. An application that ignores the
+extension gets plain ASGI.
+
 `voiceagents.web_server` installs it (`daphne.server.WebSocketFactory`).
 """
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 
 import txaio
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
@@ -40,11 +50,13 @@ from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 # websockets' C unmasking (a pure-Python fallback where its extension is not built).
 from websockets.frames import apply_mask
 
+from voiceagents.websocket_frames import FIN_TEXT, MASKED, text_frame_header
+
 DEBUG_LEVELS = ("debug", "trace")
 
-# First header byte of a final, uncompressed text or binary frame (FIN + opcode).
-FINAL_TEXT, FINAL_BINARY = 0x81, 0x82
-MASKED = 0x80
+# First header byte of a final, uncompressed binary frame (FIN + opcode); FIN_TEXT is
+# the text one's.
+FINAL_BINARY = 0x82
 # Payload lengths up to 125 sit in the second byte; 126 means a 16-bit length follows.
 # Longer frames (64-bit length) are left to autobahn.
 LENGTH_16_BIT = 126
@@ -55,6 +67,8 @@ def autobahn_debug_on() -> bool:
 
 
 class LeanWebSocketProtocol(WebSocketProtocol):
+    # The application's handler for text frames (receive_text_with); None: Daphne's queue.
+    text_handler: Callable[[str], dict | None] | None = None
     # Frames sent during this turn of the event loop, written together at its end.
     corked: list[bytes] | None = None
     # The loop that ends the turn; None where Twisted writes everything itself: a reactor
@@ -101,7 +115,7 @@ class LeanWebSocketProtocol(WebSocketProtocol):
             if end_of_data - start < 6:
                 break
             first, second = data[start], data[start + 1]
-            if (first != FINAL_TEXT and first != FINAL_BINARY) or not second & MASKED:
+            if (first != FIN_TEXT and first != FINAL_BINARY) or not second & MASKED:
                 break
             length = second & 0x7F
             if length < LENGTH_16_BIT:
@@ -119,9 +133,10 @@ class LeanWebSocketProtocol(WebSocketProtocol):
                 break
             payload = apply_mask(data[payload_at:end], data[mask_at:payload_at])
             is_binary = first == FINAL_BINARY
+            text = None
             if not is_binary:
                 try:
-                    payload.decode()  # autobahn's UTF-8 check; it fails the socket itself
+                    text = payload.decode()  # autobahn's UTF-8 check; it fails the socket
                 except UnicodeDecodeError:
                     break
             stats = self.trafficStats
@@ -133,12 +148,66 @@ class LeanWebSocketProtocol(WebSocketProtocol):
             if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
                 self._cancelAutoPingTimeoutCall()
             start = end
-            self._onMessage(payload, is_binary)
+            if text is not None and self.text_handler is not None:
+                self._hand_over(text)
+            else:
+                self._onMessage(payload, is_binary)
         return data[start:] if start else data
+
+    def _hand_over(self, text: str) -> None:
+        """Daphne's `onMessage` for a text frame, through the application's handler when
+        nothing is queued before it (so frames keep their order)."""
+        if self.muted:
+            return
+        self.last_ping = time.time()  # Daphne's: when the client last showed it is there
+        queue = self.application_queue
+        if queue.empty():
+            message = self.text_handler(text)
+            if message is not None:
+                queue.put_nowait(message)
+        else:
+            queue.put_nowait({"type": "websocket.receive", "text": text})
 
     def _over_size_limits(self, length: int) -> bool:
         return 0 < self.maxFramePayloadSize < length or 0 < self.maxMessagePayloadSize < length
 
+    # --- The application's shortcut (the "voiceagents.websocket" scope extension) -------
+    def receive_text_with(self, handler: Callable[[str], dict | None] | None) -> None:
+        """From now on, hand each whole text frame to `handler` as it is read, when nothing
+        is queued for the application, instead of queueing a `websocket.receive` for it.
+        The handler returns what to queue after all: None once it has dealt with the
+        frame, else a message (the frame's own `websocket.receive`, or whatever work it
+        leaves for the application's receive loop). None stops it."""
+        self.text_handler = handler
+
+    def send_text(self, text: str) -> None:
+        """What `websocket.send` with `text` does through Daphne, without the coroutine,
+        the message dict and autobahn's general `sendMessage`: one final text frame,
+        counted as autobahn counts it. Dropped once the socket is no longer open, as
+        Daphne drops what is sent to a closed connection; an empty text is not sent,
+        as Daphne does not send one."""
+        if self.state != self.STATE_OPEN or not text:
+            return
+        payload = text.encode()
+        length = len(payload)
+        if (
+            self._perMessageCompress is not None
+            or 0 < self.autoFragmentSize < length
+            or 0 < self.maxMessagePayloadSize < length
+            or self.maskServerFrames
+            or self.trackedTimings
+            or self.logFrames
+        ):
+            self.sendMessage(payload, False)  # autobahn's own, for what this path skips
+            return
+        stats = self.trafficStats
+        stats.outgoingWebSocketMessages += 1
+        stats.outgoingOctetsAppLevel += length
+        stats.outgoingOctetsWebSocketLevel += length
+        stats.outgoingWebSocketFrames += 1
+        self.sendData(text_frame_header(length, masked=False) + payload)
+
+    # --- Sending --------------------------------------------------------------------------
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         if sync or chopsize or self.send_queue or self.logOctets or autobahn_debug_on():
             self._write_corked()

@@ -41,28 +41,37 @@ def realtime_server(background_loop):
     background_loop.run(server.stop())
 
 
-def start_app(extra_env: dict[str, str], name: str) -> DaphneProcess:
+def start_app(
+    extra_env: dict[str, str], name: str, process: type[DaphneProcess] = DaphneProcess
+) -> DaphneProcess:
     # VAR_DIR (default ROOT/var) also holds the SQLite test database: one per checkout.
     log_dir = Path(settings.VAR_DIR)
     log_dir.mkdir(exist_ok=True)
-    return DaphneProcess(
+    return process(
         {"DATABASE_URL": database_url_of_test_db(), **extra_env}, log_dir / f"test-{name}.log"
     )
 
 
+def app_server_env(realtime_server: FakeRealtimeServer) -> dict[str, str]:
+    return {
+        "OPENAI_BASE_URL": realtime_server.base_url,
+        "OPENAI_SESSION_ROLLOVER_S": "3600",
+        "TWILIO_WEBHOOK_SHARED_KEY_SECRET": TEST_WEBHOOK_SHARED_KEY[1],
+        "TOOL_EGRESS_ALLOW": "127.0.0.0/8",  # the tests' tool servers
+    }
+
+
 @pytest.fixture(scope="session")
 def app_server(django_db_setup, django_db_blocker, realtime_server):
-    app = start_app(
-        {
-            "OPENAI_BASE_URL": realtime_server.base_url,
-            "OPENAI_SESSION_ROLLOVER_S": "3600",
-            "TWILIO_WEBHOOK_SHARED_KEY_SECRET": TEST_WEBHOOK_SHARED_KEY[1],
-            "TOOL_EGRESS_ALLOW": "127.0.0.0/8",  # the tests' tool servers
-        },
-        "daphne",
-    )
+    app = start_app(app_server_env(realtime_server), "daphne")
     yield app
     app.stop()
+
+
+@pytest.fixture
+def serving_app(app_server) -> DaphneProcess:
+    """The app the callers of `caller_for` dial; a test module may serve them otherwise."""
+    return app_server
 
 
 @pytest.fixture
@@ -112,12 +121,12 @@ def make_caller(app: DaphneProcess, **kwargs) -> FakeTwilioCall:
 
 
 @pytest.fixture
-def caller_for(app_server):
+def caller_for(serving_app):
     """Make fake Twilio callers; every one must end without protocol violations."""
     made: list[FakeTwilioCall] = []
 
     def make(**kwargs) -> FakeTwilioCall:
-        call = make_caller(app_server, **kwargs)
+        call = make_caller(serving_app, **kwargs)
         made.append(call)
         return call
 

@@ -10,7 +10,8 @@ from channels.db import database_sync_to_async
 
 from calls.outcomes import USAGE_FIELDS
 from tests.fakes.realtime_server import Reply
-from tests.integration.conftest import load_call, script, wait_for_end
+from tests.integration.conftest import app_server_env, load_call, script, start_app, wait_for_end
+from tests.live import DaphneProcess
 from voiceagents.models import ApiToken
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -45,7 +46,31 @@ def usage_sent(session) -> dict[str, int]:
     return totals
 
 
-async def test_a_whole_call(agent, realtime, caller_for, app_server):
+class PlainDaphne(DaphneProcess):
+    """Daphne's own command line: its own server and protocol, so no shortcut in the scope
+    (voiceagents/daphne_server.py) and the media consumer speaks plain ASGI."""
+
+    def server_args(self, asgi_app: str) -> list[str]:
+        return ["daphne", "-b", "127.0.0.1", "-p", str(self.port), asgi_app]
+
+
+@pytest.fixture(scope="module")
+def plain_daphne(django_db_setup, realtime_server):
+    app = start_app(app_server_env(realtime_server), "plain-daphne", PlainDaphne)
+    yield app
+    app.stop()
+
+
+@pytest.fixture
+def serving_app(request, app_server):
+    """The web server as deployed, or (parametrized "plain") Daphne's own."""
+    if getattr(request, "param", None) == "plain":
+        return request.getfixturevalue("plain_daphne")
+    return app_server
+
+
+@pytest.mark.parametrize("serving_app", ["web_server", "plain"], indirect=True)
+async def test_a_whole_call(agent, realtime, caller_for, serving_app):
     realtime.script_for_next_connection = script(
         replies=[
             Reply(text=GREETING, audio_ms=800),
@@ -136,7 +161,7 @@ async def test_a_whole_call(agent, realtime, caller_for, app_server):
 
     # The same call through the read API.
     token = await new_api_token()
-    async with httpx.AsyncClient(base_url=app_server.base_url) as http:
+    async with httpx.AsyncClient(base_url=serving_app.base_url) as http:
         detail = await http.get(
             f"/api/calls/{call.call_sid}/", headers={"Authorization": f"Bearer {token}"}
         )

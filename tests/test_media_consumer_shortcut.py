@@ -1,0 +1,153 @@
+"""calls/consumers.py with the web server's shortcut (voiceagents/daphne_server.py): Twilio
+frames handed over as they are read, and sends written without `websocket.send`. The bridge
+is a stand-in that returns chosen actions (or fails), so each of the consumer's choices is
+seen on its own; tests/integration/test_call_flow.py runs whole calls both ways."""
+
+import asyncio
+import logging
+
+import pytest
+
+from calls.bridge import EndCall, SendOpenAI, SendTwilio
+from calls.consumers import LEFT_TO_PERFORM, MediaStreamConsumer
+from calls.outcomes import CompletionReason
+from voiceagents.log_context import current_call_sid
+from voiceagents.websocket_frames import SHORTCUT_EXTENSION
+
+
+class StandInBridge:
+    call_sid = "CA-shortcut"
+
+    def __init__(self, *actions, fails: bool = False) -> None:
+        self.actions = list(actions)
+        self.fails = fails
+        self.ended = False
+        self.frames: list[str] = []
+
+    def on_twilio_text(self, text: str) -> list:
+        self.frames.append(text)
+        if self.fails:
+            raise RuntimeError("a bug in the bridge")
+        return self.actions
+
+
+class OpenAISocket:
+    """What the consumer asks of its OpenAI connection's fast path."""
+
+    def __init__(self, takes_now: bool = True) -> None:
+        self.takes_now = takes_now
+        self.sent: list[str] = []
+
+    def send_now(self, text: str) -> bool:
+        if self.takes_now:
+            self.sent.append(text)
+        return self.takes_now
+
+    async def send(self, text: str) -> None:
+        self.sent.append(text)
+
+
+class TwilioSocket:
+    """Daphne's protocol as the shortcut offers it."""
+
+    def __init__(self) -> None:
+        self.handler = None
+        self.sent: list[str] = []
+
+    def receive_text_with(self, handler) -> None:
+        self.handler = handler
+
+    def send_text(self, text: str) -> None:
+        self.sent.append(text)
+
+
+def consumer_with(bridge, openai=None) -> MediaStreamConsumer:
+    consumer = MediaStreamConsumer()
+    consumer.bridge = bridge
+    consumer.openai = openai or OpenAISocket()
+    consumer.twilio_socket = TwilioSocket()
+    consumer.twilio_open = True
+    return consumer
+
+
+def test_a_caller_frame_goes_to_openai_at_once_and_leaves_nothing_queued():
+    openai = OpenAISocket()
+    consumer = consumer_with(StandInBridge(SendOpenAI("audio")), openai)
+    assert consumer._frame_now("frame") is None
+    assert openai.sent == ["audio"]
+
+
+def test_while_the_receive_loop_is_busy_the_frame_is_handed_back_unread():
+    bridge = StandInBridge(SendOpenAI("audio"))
+    consumer = consumer_with(bridge)
+    consumer.in_message = True
+    assert consumer._frame_now("frame") == {"type": "websocket.receive", "text": "frame"}
+    assert bridge.frames == []  # the receive loop reads it later, in its turn
+
+
+def test_what_a_step_leaves_to_do_is_queued_for_the_receive_loop():
+    openai = OpenAISocket(takes_now=False)  # a busy socket: only websockets' send waits
+    left = [SendOpenAI("audio")]
+    consumer = consumer_with(StandInBridge(*left), openai)
+    assert consumer._frame_now("frame") == {"type": LEFT_TO_PERFORM, "actions": left}
+    assert openai.sent == []
+    several = [SendTwilio("clear"), SendOpenAI("cancel")]
+    consumer = consumer_with(StandInBridge(*several))
+    assert consumer._frame_now("frame") == {"type": LEFT_TO_PERFORM, "actions": several}
+
+
+def test_a_bridge_bug_on_a_handed_over_frame_ends_that_call_as_a_server_error(caplog):
+    bridge = StandInBridge(fails=True)
+    consumer = consumer_with(bridge)
+    with caplog.at_level(logging.ERROR, logger="calls.consumers"):
+        message = consumer._frame_now("frame")  # raises nothing into Twisted's read
+    assert message == {
+        "type": LEFT_TO_PERFORM,
+        "actions": [EndCall(CompletionReason.SERVER_ERROR, "bridge_exception")],
+    }
+    assert bridge.ended
+    assert "bridge failed" in caplog.text and "a bug in the bridge" in caplog.text
+    assert consumer._frame_now("frame") is None  # ending already: nothing more to do
+
+
+async def test_the_receive_loop_performs_what_was_left_in_order_and_sends_directly():
+    queue = asyncio.Queue()
+    consumer = MediaStreamConsumer()
+    consumer.bridge = StandInBridge(SendTwilio("three"))
+    consumer.twilio_open = True
+    twilio = TwilioSocket()
+    twilio.handler = consumer._frame_now  # as handed over once the call started
+    scope = {"type": "websocket", "extensions": {SHORTCUT_EXTENSION: twilio}}
+    queue.put_nowait({"type": LEFT_TO_PERFORM, "actions": [SendTwilio("one"), SendTwilio("two")]})
+    queue.put_nowait({"type": "websocket.receive", "text": "frame"})
+    loop = asyncio.create_task(consumer(scope, queue.get, send=None))
+    for _ in range(50):  # turns of the loop: the consumer takes both messages
+        await asyncio.sleep(0)
+    assert queue.empty()
+    assert twilio.sent == ["one", "two", "three"]
+    assert not consumer.in_message  # parked in receive(): frames may be handed over
+    loop.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop
+    assert consumer.twilio_socket is twilio and twilio.handler is None  # let go at the end
+
+
+async def test_handed_over_frames_run_in_the_calls_log_context():
+    seen = []
+
+    class Bridge(StandInBridge):
+        def on_twilio_text(self, text: str) -> list:
+            seen.append(current_call_sid.get())
+            return []
+
+    consumer = consumer_with(Bridge())
+    twilio = consumer.twilio_socket
+
+    async def start() -> None:  # what _start_call does around the accept
+        current_call_sid.set("CA-shortcut")
+        consumer._hand_frames_over()
+
+    await asyncio.create_task(start())
+    assert current_call_sid.get() == "-"  # this task never set it
+    twilio.handler("frame")
+    assert seen == ["CA-shortcut"]
