@@ -72,6 +72,7 @@ class MediaStreamConsumer(AsyncConsumer):
         self.call_pk: int | None = None
         self.openai: RealtimeConnection | None = None
         self.openai_backlog: list[str] = []
+        self.openai_left: asyncio.Task | None = None  # see _openai_event_now
         self.reconnect_requested = False
         self.session_started_at = 0.0
         self.openai_task: asyncio.Task | None = None
@@ -103,7 +104,7 @@ class MediaStreamConsumer(AsyncConsumer):
                 if message["type"] == "websocket.receive":  # 50 a second: no lookup
                     await self.websocket_receive(message)
                 elif message["type"] == LEFT_TO_PERFORM:
-                    await self._perform_guarded(message["actions"])
+                    await self._finish_guarded(message["actions"])
                 else:
                     await self.dispatch(message)
         except StopConsumer:
@@ -214,8 +215,8 @@ class MediaStreamConsumer(AsyncConsumer):
     def _frame_now(self, text: str) -> dict | None:
         """A Twilio text frame handed over by the web server as it was read, with nothing
         queued before it. The bridge takes it at once unless the receive loop is busy
-        with an earlier message; what its step leaves to do (anything beyond a caller
-        frame sent straight to OpenAI) is queued behind it, in order."""
+        with an earlier message, and its actions are carried out at once as far as
+        nothing needs waiting for; the rest is queued behind it for the receive loop."""
         if self.in_message or self.bridge is None:
             return {"type": "websocket.receive", "text": text}
         actions = self._step_now(self.bridge.on_twilio_text, text)
@@ -274,7 +275,11 @@ class MediaStreamConsumer(AsyncConsumer):
                     for text in batch:
                         await ws.send(text)
                 self.openai = ws
+                ws.hand_text_to(self._openai_event_now)
                 async for raw in ws:
+                    if self.openai_left is not None:
+                        await self.openai_left  # what a handed-over event left, first
+                        self.openai_left = None
                     await self._perform(bridge.on_openai_text(raw))
                 detail = f"closed by OpenAI ({ws.close_code} {ws.close_reason})"
             except ConnectionClosed as exc:
@@ -297,6 +302,20 @@ class MediaStreamConsumer(AsyncConsumer):
             await self._perform(bridge.on_openai_closed(detail))
             if not self.reconnect_requested:
                 return
+
+    def _openai_event_now(self, text: str) -> bool:
+        """An OpenAI event handed over by its socket as it was read, while the reader
+        waits with nothing queued before it: the bridge takes it at once. What its step
+        leaves to do runs in a task, which the reader awaits before its next event; while
+        that task runs, events are left to the reader (False), so they keep their order."""
+        if self.openai_left is not None:
+            if not self.openai_left.done():
+                return False
+            self.openai_left = None
+        rest = self._step_now(self.bridge.on_openai_text, text)
+        if rest:
+            self.openai_left = asyncio.create_task(self._finish_guarded(rest))
+        return True
 
     async def _reconnect_openai(self) -> None:
         """Close the current session; `_run_openai` then opens and primes a new one."""
@@ -342,27 +361,23 @@ class MediaStreamConsumer(AsyncConsumer):
     async def _guarded(self, step, *args) -> None:
         """Run one bridge step and carry out its actions; a bug in either ends this call
         cleanly and no other."""
-        actions = self._step_now(step, *args)
-        if actions:
-            await self._perform_guarded(actions)
+        rest = self._step_now(step, *args)
+        if rest:
+            await self._finish_guarded(rest)
 
     def _step_now(self, step, *args) -> list[Action]:
-        """Run one bridge step; return the actions it leaves to carry out. A caller's frame
-        every 20 ms is one message for OpenAI: written here when the socket takes it at
-        once (else `_perform` tries once more, then waits for the socket or keeps it)."""
+        """Run one bridge step and carry out its actions as far as nothing needs waiting
+        for (`_perform_now`); return the rest, for `_finish`."""
         try:
-            actions = step(*args)
-            lone = len(actions) == 1 and type(actions[0]) is SendOpenAI
-            return NO_ACTIONS if lone and self._sent_now(actions[0].text) else actions
+            return self._perform_now(step(*args))
         except Exception:
-            return self._bridge_failed()
+            return self._perform_now(self._bridge_failed())
 
-    async def _perform_guarded(self, actions: list[Action]) -> None:
+    async def _finish_guarded(self, rest: list[Action]) -> None:
         try:
-            await self._perform(actions)
+            await self._finish(rest)
         except Exception:
-            if ending := self._bridge_failed():
-                await self._perform(ending)
+            await self._perform(self._bridge_failed())
 
     def _bridge_failed(self) -> list[Action]:
         """Log the bug; the call ends with a server error, unless it is ending already."""
@@ -373,29 +388,51 @@ class MediaStreamConsumer(AsyncConsumer):
         return [EndCall(CompletionReason.SERVER_ERROR, "bridge_exception")]
 
     async def _perform(self, actions: list[Action]) -> None:
-        for action in actions:
+        await self._finish(self._perform_now(actions))
+
+    async def _finish(self, rest: list[Action]) -> None:
+        """Carry out what `_perform_now` left: the action it stopped at, awaited, then the
+        ones after it as `_perform` would."""
+        while rest:
+            action, rest = rest[0], rest[1:]
             if type(action) is SendOpenAI:
-                if not self._sent_now(action.text):
-                    await self._send_openai(action.text)
+                await self._send_openai(action.text)
             elif type(action) is SendTwilio:
-                if not self.twilio_open:
-                    pass
-                elif self.twilio_socket is not None:
-                    self.twilio_socket.send_text(action.text)
-                else:
-                    await self.send({"type": "websocket.send", "text": action.text})
-            elif type(action) is SaveTurn:
-                self._write(call_records.save_turn, self.call_pk, action)
-            elif type(action) is StreamStarted:
-                self._write(call_records.mark_answered, self.call_pk, action.stream_sid)
-            elif type(action) is RunTool:
-                self._spawn(self._run_tool(action))
+                await self.send({"type": "websocket.send", "text": action.text})
             elif type(action) is ReconnectOpenAI:
                 await self._reconnect_openai()
-            elif type(action) is TransferCall:
+            rest = self._perform_now(rest)
+
+    def _perform_now(self, actions: list[Action]) -> list[Action]:
+        """Carry out actions in order until one needs waiting for: a message OpenAI's
+        socket does not take at once, a send to Twilio through plain ASGI (no shortcut),
+        a reconnect. Return the rest, from that one on. Everything else is done here, or
+        started as a task (database writes, tools, a transfer, the end of the call)."""
+        for index, action in enumerate(actions):
+            kind = type(action)
+            if kind is SendOpenAI:
+                if not self._sent_now(action.text):
+                    return actions[index:]
+            elif kind is SendTwilio:
+                if not self.twilio_open:
+                    continue
+                if self.twilio_socket is None:
+                    return actions[index:]
+                self.twilio_socket.send_text(action.text)
+            elif kind is SaveTurn:
+                self._write(call_records.save_turn, self.call_pk, action)
+            elif kind is StreamStarted:
+                self._write(call_records.mark_answered, self.call_pk, action.stream_sid)
+            elif kind is RunTool:
+                self._spawn(self._run_tool(action))
+            elif kind is TransferCall:
                 self._spawn(self._transfer(action))
-            elif type(action) is EndCall and self.end_task is None:
-                self.end_task = asyncio.create_task(self._end_call(action))
+            elif kind is EndCall:
+                if self.end_task is None:
+                    self.end_task = asyncio.create_task(self._end_call(action))
+            elif kind is ReconnectOpenAI:
+                return actions[index:]
+        return NO_ACTIONS
 
     def _sent_now(self, text: str) -> bool:
         """Whether `text` went to OpenAI at once, written straight to its socket."""

@@ -4,11 +4,12 @@ is a stand-in that returns chosen actions (or fails), so each of the consumer's 
 seen on its own; tests/integration/test_call_flow.py runs whole calls both ways."""
 
 import asyncio
+import contextvars
 import logging
 
 import pytest
 
-from calls.bridge import EndCall, SendOpenAI, SendTwilio
+from calls.bridge import EndCall, ReconnectOpenAI, SendOpenAI, SendTwilio
 from calls.consumers import LEFT_TO_PERFORM, MediaStreamConsumer
 from calls.outcomes import CompletionReason
 from voiceagents.log_context import current_call_sid
@@ -85,29 +86,47 @@ def test_while_the_receive_loop_is_busy_the_frame_is_handed_back_unread():
     assert bridge.frames == []  # the receive loop reads it later, in its turn
 
 
-def test_what_a_step_leaves_to_do_is_queued_for_the_receive_loop():
+def test_what_a_step_leaves_to_do_is_queued_for_the_receive_loop_in_order():
     openai = OpenAISocket(takes_now=False)  # a busy socket: only websockets' send waits
-    left = [SendOpenAI("audio")]
-    consumer = consumer_with(StandInBridge(*left), openai)
-    assert consumer._frame_now("frame") == {"type": LEFT_TO_PERFORM, "actions": left}
+    consumer = consumer_with(StandInBridge(SendOpenAI("audio")), openai)
+    assert consumer._frame_now("frame") == {
+        "type": LEFT_TO_PERFORM,
+        "actions": [SendOpenAI("audio")],
+    }
     assert openai.sent == []
-    several = [SendTwilio("clear"), SendOpenAI("cancel")]
-    consumer = consumer_with(StandInBridge(*several))
-    assert consumer._frame_now("frame") == {"type": LEFT_TO_PERFORM, "actions": several}
+    # Done at once up to the first action that needs waiting for; the rest after it.
+    consumer = consumer_with(
+        StandInBridge(SendTwilio("clear"), ReconnectOpenAI("rollover"), SendTwilio("after"))
+    )
+    assert consumer._frame_now("frame") == {
+        "type": LEFT_TO_PERFORM,
+        "actions": [ReconnectOpenAI("rollover"), SendTwilio("after")],
+    }
+    assert consumer.twilio_socket.sent == ["clear"]
 
 
-def test_a_bridge_bug_on_a_handed_over_frame_ends_that_call_as_a_server_error(caplog):
+def ending_recorder(consumer: MediaStreamConsumer) -> list:
+    ends = []
+
+    async def end_call(end) -> None:
+        ends.append(end)
+
+    consumer._end_call = end_call
+    return ends
+
+
+async def test_a_bridge_bug_on_a_handed_over_frame_ends_that_call_as_a_server_error(caplog):
     bridge = StandInBridge(fails=True)
     consumer = consumer_with(bridge)
+    ends = ending_recorder(consumer)
     with caplog.at_level(logging.ERROR, logger="calls.consumers"):
-        message = consumer._frame_now("frame")  # raises nothing into Twisted's read
-    assert message == {
-        "type": LEFT_TO_PERFORM,
-        "actions": [EndCall(CompletionReason.SERVER_ERROR, "bridge_exception")],
-    }
+        assert consumer._frame_now("frame") is None  # raises nothing into Twisted's read
+    await consumer.end_task
+    assert ends == [EndCall(CompletionReason.SERVER_ERROR, "bridge_exception")]
     assert bridge.ended
     assert "bridge failed" in caplog.text and "a bug in the bridge" in caplog.text
     assert consumer._frame_now("frame") is None  # ending already: nothing more to do
+    assert len(ends) == 1
 
 
 async def test_the_receive_loop_performs_what_was_left_in_order_and_sends_directly():
@@ -115,16 +134,20 @@ async def test_the_receive_loop_performs_what_was_left_in_order_and_sends_direct
     consumer = MediaStreamConsumer()
     consumer.bridge = StandInBridge(SendTwilio("three"))
     consumer.twilio_open = True
+    consumer.openai = OpenAISocket(takes_now=False)
     twilio = TwilioSocket()
     twilio.handler = consumer._frame_now  # as handed over once the call started
+    consumer.openai.sent = twilio.sent = wire = []  # both sockets' messages, in order
     scope = {"type": "websocket", "extensions": {SHORTCUT_EXTENSION: twilio}}
-    queue.put_nowait({"type": LEFT_TO_PERFORM, "actions": [SendTwilio("one"), SendTwilio("two")]})
+    # What a handed-over frame left: a message OpenAI's socket did not take, then one more.
+    left = [SendOpenAI("one"), SendTwilio("two")]
+    queue.put_nowait({"type": LEFT_TO_PERFORM, "actions": left})
     queue.put_nowait({"type": "websocket.receive", "text": "frame"})
     loop = asyncio.create_task(consumer(scope, queue.get, send=None))
     for _ in range(50):  # turns of the loop: the consumer takes both messages
         await asyncio.sleep(0)
     assert queue.empty()
-    assert twilio.sent == ["one", "two", "three"]
+    assert wire == ["one", "two", "three"]
     assert not consumer.in_message  # parked in receive(): frames may be handed over
     loop.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -148,6 +171,47 @@ async def test_handed_over_frames_run_in_the_calls_log_context():
         consumer._hand_frames_over()
 
     await asyncio.create_task(start())
-    assert current_call_sid.get() == "-"  # this task never set it
-    twilio.handler("frame")
+    contextvars.Context().run(twilio.handler, "frame")  # as from Twisted's read: no sid
     assert seen == ["CA-shortcut"]
+
+
+# --- OpenAI's events handed over by its socket (RealtimeConnection.hand_text_to) ----------
+
+
+class StandInOpenAIBridge(StandInBridge):
+    def on_openai_text(self, text: str) -> list:
+        return self.on_twilio_text(text)
+
+
+async def test_an_openai_event_is_carried_out_at_once_when_nothing_needs_waiting_for():
+    consumer = consumer_with(StandInOpenAIBridge(SendTwilio("media"), SendTwilio("mark")))
+    assert consumer._openai_event_now("response.output_audio.delta") is True
+    assert consumer.twilio_socket.sent == ["media", "mark"]
+    assert consumer.openai_left is None
+
+
+async def test_while_what_an_event_left_runs_later_events_are_left_to_the_reader():
+    reconnected = asyncio.Event()
+    consumer = consumer_with(StandInOpenAIBridge(ReconnectOpenAI("rollover"), SendTwilio("after")))
+
+    async def reconnect() -> None:
+        await reconnected.wait()
+
+    consumer._reconnect_openai = reconnect
+    assert consumer._openai_event_now("first") is True
+    assert consumer.openai_left is not None
+    assert consumer._openai_event_now("second") is False  # the reader takes it, in turn
+    assert consumer.bridge.frames == ["first"]
+    reconnected.set()
+    await consumer.openai_left
+    assert consumer.twilio_socket.sent == ["after"]
+    assert consumer._openai_event_now("third") is True
+    assert consumer.bridge.frames == ["first", "third"]
+
+
+async def test_a_bridge_bug_on_a_handed_over_openai_event_ends_the_call():
+    consumer = consumer_with(StandInOpenAIBridge(fails=True))
+    ends = ending_recorder(consumer)
+    assert consumer._openai_event_now("event") is True  # raises nothing into websockets
+    await consumer.end_task
+    assert ends == [EndCall(CompletionReason.SERVER_ERROR, "bridge_exception")]

@@ -159,3 +159,91 @@ async def test_a_closing_transport_is_left_to_websockets(url):
     connection = await open_connection(url)
     connection.transport.close()
     assert connection.send_now("late") is False
+
+
+# --- Receiving: whole text messages handed over as they are read --------------------------
+
+
+class Speaker:
+    """A loopback websockets server that sends each connection the messages it is given."""
+
+    def __init__(self) -> None:
+        self.to_send: asyncio.Queue = asyncio.Queue()
+
+    async def handler(self, connection) -> None:
+        closed = asyncio.create_task(connection.wait_closed())
+        while True:
+            message = asyncio.create_task(self.to_send.get())
+            await asyncio.wait([message, closed], return_when=asyncio.FIRST_COMPLETED)
+            if closed.done():
+                message.cancel()
+                return
+            await connection.send(message.result())
+
+
+@pytest.fixture
+async def speaker_url():
+    speaker = Speaker()
+    async with serve(speaker.handler, "127.0.0.1", 0, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        yield speaker, f"ws://127.0.0.1:{port}"
+
+
+async def read_into(connection: RealtimeConnection, order: list) -> None:
+    async for message in connection:
+        order.append(("read", message))
+
+
+async def settle(order: list, count: int) -> None:
+    async with asyncio.timeout(5):
+        while len(order) < count:  # noqa: ASYNC110 - the reader and handler fill it
+            await asyncio.sleep(0.01)
+
+
+async def test_text_messages_go_to_the_handler_while_the_reader_waits_in_order(speaker_url):
+    speaker, url = speaker_url
+    connection = await open_connection(url)
+    order: list = []
+    connection.hand_text_to(lambda text: order.append(("handed", text)) or True)
+    reader = asyncio.create_task(read_into(connection, order))
+    await asyncio.sleep(0.05)  # the reader waits in recv
+    for message in ["a", "b", b"binary", ["frag", "mented"], "c"]:
+        speaker.to_send.put_nowait(message)
+    await settle(order, 5)
+    assert [message for _, message in order] == ["a", "b", b"binary", "fragmented", "c"]
+    assert ("handed", "a") in order and ("read", b"binary") in order
+    speaker.to_send.put_nowait("d")  # the reader caught up: handed over again
+    await settle(order, 6)
+    assert order[-1] == ("handed", "d")
+    reader.cancel()
+    await connection.close()
+
+
+async def test_a_message_the_handler_declines_or_no_reader_waits_for_goes_to_recv(speaker_url):
+    speaker, url = speaker_url
+    connection = await open_connection(url)
+    handed: list[str] = []
+    connection.hand_text_to(lambda text: handed.append(text) and False)  # declines
+    speaker.to_send.put_nowait("declined")
+    assert await asyncio.wait_for(connection.recv(), 5) == "declined"
+    assert handed == ["declined"]
+    connection.hand_text_to(lambda text: handed.append(text) or True)
+    speaker.to_send.put_nowait("nobody waits")  # no recv running when it arrives
+    await asyncio.sleep(0.05)
+    assert await asyncio.wait_for(connection.recv(), 5) == "nobody waits"
+    assert handed == ["declined"]
+    await connection.close()
+
+
+async def test_invalid_utf8_is_left_to_websockets_which_fails_the_connection(speaker_url):
+    _, url = speaker_url
+    connection = await open_connection(url)
+    handed: list[str] = []
+    connection.hand_text_to(lambda text: handed.append(text) or True)
+    receiving = asyncio.create_task(connection.recv())
+    await asyncio.sleep(0.05)
+    connection.process_event(Frame(Opcode.TEXT, b"\xff\xfe"))
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(receiving, 5)
+    assert handed == []
+    assert connection.protocol.close_sent.code == 1007  # invalid data, as websockets does

@@ -1,4 +1,5 @@
-"""The client side of the OpenAI Realtime WebSocket, with a cheaper send for the common case.
+"""The client side of the OpenAI Realtime WebSocket, with a cheaper send and receive for the
+common case.
 
 Every call sends OpenAI fifty small text messages a second (the caller's audio). websockets'
 own `send` runs an async context manager, a frame object, a serializer and one
@@ -11,12 +12,22 @@ reason. `send` stays websockets' own, for the few messages off the hot path. The
 keys are drawn from the OS's random source, as websockets draws them, but a block at a
 time per connection: RFC 6455 asks for keys from a strong entropy source, not for one
 system call each.
+
+It also hands each whole text message (an OpenAI event, ~25 a second per call) to a
+handler as it is read (`hand_text_to`), while the reader waits in `recv` with nothing
+queued before it; through `recv` each one went into websockets' frame queue and woke the
+reader's task. Anything else (binary, fragmented, invalid UTF-8, a reader busy with an
+earlier message, a handler that declines) goes to `recv` as before, so order is kept.
+This reads websockets' `Assembler` (`recv_messages.frames`: its queue and its getter's
+future); tests/test_realtime_socket.py runs it on real websockets connections, so an
+upgrade that changes them fails there.
 """
 
 import os
+from collections.abc import Callable
 
 from websockets.asyncio.client import ClientConnection
-from websockets.frames import apply_mask
+from websockets.frames import Frame, Opcode, apply_mask
 from websockets.protocol import OPEN
 
 from voiceagents.websocket_frames import text_frame_header
@@ -50,6 +61,38 @@ class RealtimeConnection(ClientConnection):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.mask_keys = MaskKeys()
+        # The reader's handler for whole text messages (`hand_text_to`); None: `recv`.
+        self.text_handler: Callable[[str], bool] | None = None
+
+    def hand_text_to(self, handler: Callable[[str], bool] | None) -> None:
+        """From now on, give each whole text message to `handler` as it is read, while
+        the reader waits in `recv` with nothing queued before it; the handler returns
+        False to leave the message to `recv` after all. None stops it."""
+        self.text_handler = handler
+
+    def process_event(self, event: Frame) -> None:
+        # Through `recv`, each event is queued for the reader and wakes its task: a future,
+        # a task step and the reader's `async for` for each of the ~25 events a second.
+        handler = self.text_handler
+        if (
+            handler is not None
+            and event.opcode is Opcode.TEXT
+            and event.fin
+            and self._reader_waits_for_nothing_queued()
+        ):
+            try:
+                text = str(event.data, "utf-8")  # bytes, or any buffer websockets gives
+            except UnicodeDecodeError:
+                pass  # `recv` fails the connection for it, as websockets does
+            else:
+                if handler(text):
+                    return
+        super().process_event(event)
+
+    def _reader_waits_for_nothing_queued(self) -> bool:
+        frames = self.recv_messages.frames
+        waiter = frames.get_waiter
+        return waiter is not None and not waiter.done() and not frames.queue
 
     def send_now(self, text: str) -> bool:
         """Write `text` as one text message now, if the connection allows it without
