@@ -88,8 +88,10 @@ class MediaStreamConsumer(AsyncConsumer):
     async def __call__(self, scope, receive, send) -> None:
         # Channels' own loop (await_many_dispatch) makes a task and runs an asyncio.wait
         # for every message: at 50 frames a second per call that was a fifth of the CPU
-        # profile under load. Twilio's frames are read in a plain loop instead, and
-        # channel-layer messages (staff hang-up) in a task beside it.
+        # profile under load. Twilio's frames are read in a plain loop instead (when the
+        # web server hands them over as they are read, only those that queue behind an
+        # earlier message come this way), and channel-layer messages (staff hang-up) in
+        # a task beside it.
         self.scope = scope
         self.base_send = send
         self.twilio_socket = scope.get("extensions", {}).get(SHORTCUT_EXTENSION)
