@@ -240,21 +240,26 @@ def frames_a_client_might_send():
     )
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(frames_a_client_might_send(), max_size=8), st.data())
-def test_any_byte_stream_in_any_reads_ends_exactly_as_in_autobahn(frames, data):
+def read_by_both(frames: list[bytes], data, lean, plain) -> None:
+    """The frames' bytes, cut into reads where hypothesis chooses, read by both sockets;
+    then both must have answered, ended and counted alike."""
     wire = b"".join(frames)
     cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(wire) - 1)), max_size=6)))
-    reads = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
-    lean, lean_queue = accepted_socket()
-    plain, plain_queue = accepted_socket(WebSocketFactory)
-    for read in reads:
-        lean.dataReceived(read)
-        plain.dataReceived(read)
-    assert lean_queue == plain_queue
+    for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True):
+        lean.dataReceived(wire[a:b])
+        plain.dataReceived(wire[a:b])
     assert lean.transport.value() == plain.transport.value()  # pongs, close frames
     assert lean.state == plain.state
     assert incoming_counters(lean) == incoming_counters(plain)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(frames_a_client_might_send(), max_size=8), st.data())
+def test_any_byte_stream_in_any_reads_ends_exactly_as_in_autobahn(frames, data):
+    lean, lean_queue = accepted_socket()
+    plain, plain_queue = accepted_socket(WebSocketFactory)
+    read_by_both(frames, data, lean, plain)
+    assert lean_queue == plain_queue
 
 
 def test_with_autobahn_debug_on_its_own_logging_methods_run(autobahn_debug):
@@ -354,9 +359,6 @@ class CaughtUpQueue(ApplicationQueue):
 @settings(max_examples=150, deadline=None)
 @given(st.lists(frames_a_client_might_send(), max_size=8), st.data())
 def test_with_a_handler_every_message_arrives_once_in_order_as_through_daphne(frames, data):
-    wire = b"".join(frames)
-    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(wire) - 1)), max_size=6)))
-    reads = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
     lean, _ = accepted_socket()
     lean.application_queue = arrived = CaughtUpQueue()
     # Every other frame is handed back, as a consumer busy with an earlier one does.
@@ -369,13 +371,8 @@ def test_with_a_handler_every_message_arrives_once_in_order_as_through_daphne(fr
         )
     )
     plain, plain_queue = accepted_socket(WebSocketFactory)
-    for read in reads:
-        lean.dataReceived(read)
-        plain.dataReceived(read)
+    read_by_both(frames, data, lean, plain)
     assert arrived == plain_queue
-    assert lean.transport.value() == plain.transport.value()
-    assert lean.state == plain.state
-    assert incoming_counters(lean) == incoming_counters(plain)
 
 
 def outgoing_counters(protocol) -> dict:
