@@ -90,9 +90,10 @@ class RealtimeConnection(ClientConnection):
         super().process_event(event)
 
     def _reader_waits_for_nothing_queued(self) -> bool:
-        frames = self.recv_messages.frames
-        waiter = frames.get_waiter
-        return waiter is not None and not waiter.done() and not frames.queue
+        # The queue's getter waits only while the queue is empty: a frame put in wakes it
+        # (its future is done from then on, until the reader takes the frame).
+        waiter = self.recv_messages.frames.get_waiter
+        return waiter is not None and not waiter.done()
 
     def send_now(self, text: str) -> bool:
         """Write `text` as one text message now, if the connection allows it without
