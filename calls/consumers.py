@@ -298,6 +298,9 @@ class MediaStreamConsumer(AsyncConsumer):
                 await self._perform([EndCall(CompletionReason.SERVER_ERROR, "bridge_exception")])
                 return
             self.openai = None
+            if self.openai_left is not None:
+                await self.openai_left  # what the last handed-over event left, first
+                self.openai_left = None
             configure = bridge.on_openai_reconnected
             if self.reconnect_requested or bridge.ended:
                 continue  # we closed it on purpose, to roll over

@@ -8,10 +8,12 @@ import contextvars
 import logging
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from calls.bridge import EndCall, ReconnectOpenAI, SendOpenAI, SendTwilio
 from calls.consumers import LEFT_TO_PERFORM, MediaStreamConsumer
 from calls.outcomes import CompletionReason
+from voiceagents import realtime
 from voiceagents.log_context import current_call_sid
 from voiceagents.websocket_frames import SHORTCUT_EXTENSION
 
@@ -215,3 +217,57 @@ async def test_a_bridge_bug_on_a_handed_over_openai_event_ends_the_call():
     assert consumer._openai_event_now("event") is True  # raises nothing into websockets
     await consumer.end_task
     assert ends == [EndCall(CompletionReason.SERVER_ERROR, "bridge_exception")]
+
+
+class StandInAgent:
+    model = "gpt-realtime"
+
+
+class ClosingSocket:
+    """An OpenAI session that OpenAI closes as soon as the reader starts."""
+
+    close_code, close_reason = 1011, "server error"
+
+    def hand_text_to(self, handler) -> None:
+        pass
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        raise ConnectionClosed(None, None)
+
+
+async def test_a_closed_session_is_handled_after_what_the_last_event_left(monkeypatch):
+    order = []
+
+    class Bridge(StandInOpenAIBridge):
+        def on_openai_connected(self) -> list:
+            return []
+
+        on_openai_reconnected = on_openai_connected
+
+        def on_openai_closed(self, detail: str) -> list:
+            order.append("closed")
+            return []
+
+    consumer = consumer_with(Bridge())
+    consumer.openai = None
+    left_may_finish = asyncio.Event()
+
+    async def what_an_event_left() -> None:
+        await left_may_finish.wait()
+        order.append("left")
+
+    consumer.openai_left = asyncio.create_task(what_an_event_left())
+
+    async def connect(*args) -> ClosingSocket:
+        return ClosingSocket()
+
+    monkeypatch.setattr(realtime, "connect", connect)
+    reader = asyncio.create_task(consumer._run_openai(StandInAgent()))
+    await asyncio.sleep(0.01)
+    assert order == []  # the close waits for the rest of the earlier event
+    left_may_finish.set()
+    await asyncio.wait_for(reader, 5)
+    assert order == ["left", "closed"]
