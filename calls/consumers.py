@@ -279,9 +279,7 @@ class MediaStreamConsumer(AsyncConsumer):
                 self.openai = ws
                 ws.hand_text_to(self._openai_event_now)
                 async for raw in ws:
-                    if self.openai_left is not None:
-                        await self.openai_left  # what a handed-over event left, first
-                        self.openai_left = None
+                    await self._openai_left_done()
                     await self._perform(bridge.on_openai_text(raw))
                 detail = f"closed by OpenAI ({ws.close_code} {ws.close_reason})"
             except ConnectionClosed as exc:
@@ -298,9 +296,7 @@ class MediaStreamConsumer(AsyncConsumer):
                 await self._perform([EndCall(CompletionReason.SERVER_ERROR, "bridge_exception")])
                 return
             self.openai = None
-            if self.openai_left is not None:
-                await self.openai_left  # what the last handed-over event left, first
-                self.openai_left = None
+            await self._openai_left_done()
             configure = bridge.on_openai_reconnected
             if self.reconnect_requested or bridge.ended:
                 continue  # we closed it on purpose, to roll over
@@ -321,6 +317,13 @@ class MediaStreamConsumer(AsyncConsumer):
         if rest:
             self.openai_left = asyncio.create_task(self._finish_guarded(rest))
         return True
+
+    async def _openai_left_done(self) -> None:
+        """Before the reader goes on (an event read through `recv`, the session's close):
+        what the last handed-over event left, carried out first."""
+        if self.openai_left is not None:
+            await self.openai_left
+            self.openai_left = None
 
     async def _reconnect_openai(self) -> None:
         """Close the current session; `_run_openai` then opens and primes a new one."""

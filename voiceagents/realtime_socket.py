@@ -18,9 +18,9 @@ handler as it is read (`hand_text_to`), while the reader waits in `recv` with no
 queued before it; through `recv` each one went into websockets' frame queue and woke the
 reader's task. Anything else (binary, fragmented, invalid UTF-8, a reader busy with an
 earlier message, a handler that declines) goes to `recv` as before, so order is kept.
-This reads websockets' `Assembler` (`recv_messages.frames`: its queue and its getter's
-future); tests/test_realtime_socket.py runs it on real websockets connections, so an
-upgrade that changes them fails there.
+This reads websockets' `Assembler` (the future of `recv_messages.frames`' getter, which
+waits only while nothing is queued); tests/test_realtime_socket.py runs it on real
+websockets connections, so an upgrade that changes it fails there.
 """
 
 import os
